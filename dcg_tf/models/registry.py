@@ -1,0 +1,67 @@
+"""Registry of experiments: a name -> a builder and its default parameters.
+
+Model Garden style: configs and flags turn into builder arguments here and in
+`experiments/`, never inside layers. A builder has the signature
+`build(params: dict, data: dcg_tf.data.dataset.ProcessedDataset) -> RetrievalModel`.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  name: str
+  builder: Callable[..., Any]
+  defaults: Dict[str, Any]
+  description: str = ""
+
+
+_EXPERIMENTS: Dict[str, Experiment] = {}
+
+
+def register_experiment(name, defaults=None, description=""):
+  """Decorator registering `builder` under `name` with default `params`."""
+
+  def decorator(builder):
+    if name in _EXPERIMENTS:
+      raise ValueError("experiment %r is registered twice" % name)
+    _EXPERIMENTS[name] = Experiment(name, builder, dict(defaults or {}),
+                                    description or (builder.__doc__ or "").strip())
+    return builder
+
+  return decorator
+
+
+def get_experiment(name):
+  _import_all()
+  if name not in _EXPERIMENTS:
+    raise KeyError("unknown experiment %r; registered: %s"
+                   % (name, ", ".join(sorted(_EXPERIMENTS))))
+  return _EXPERIMENTS[name]
+
+
+def list_experiments():
+  _import_all()
+  return sorted(_EXPERIMENTS)
+
+
+def resolve_params(name, overrides=None):
+  """Defaults of `name` updated by `overrides`; unknown keys are an error."""
+  experiment = get_experiment(name)
+  params = dict(experiment.defaults)
+  for key, value in (overrides or {}).items():
+    if key not in params:
+      raise KeyError("experiment %r has no parameter %r; it has: %s"
+                     % (name, key, ", ".join(sorted(params))))
+    params[key] = value
+  return params
+
+
+def build_model(name, params, data):
+  return get_experiment(name).builder(params, data)
+
+
+def _import_all():
+  # Importing the experiment modules registers them.
+  from dcg_tf.models import experiments  # noqa: F401  pylint: disable=g-import-not-at-top
