@@ -1,0 +1,1 @@
+"""Experiment builders (filled in by the module owner)."""
