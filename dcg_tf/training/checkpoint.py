@@ -1,0 +1,81 @@
+"""Run metadata (`run.json`) and rebuilding a trained model from `model_dir`.
+
+`experiments/train.py` writes `model_dir/run.json` with the experiment name, its
+resolved parameters, the trainer settings, the data folder and the dataset
+fingerprint. Every later verb (evaluate, export) rebuilds the same model from
+it through the registry and restores the latest checkpoint.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+from dcg_tf.data.dataset import ProcessedDataset
+from dcg_tf.models import registry
+
+RUN_FILE = "run.json"
+
+
+def write_run_info(model_dir, info):
+  """Writes `run.json`; refuses to resume a different experiment in the same dir."""
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, RUN_FILE)
+  if os.path.exists(path):
+    previous = read_run_info(model_dir)
+    for key in ("experiment", "params", "dataset_fingerprint"):
+      if previous.get(key) != info.get(key):
+        raise ValueError(
+            "%s already holds a run with a different %s (%r, now %r). Use a new "
+            "--model_dir or delete the old one." % (model_dir, key,
+                                                    previous.get(key), info.get(key)))
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(info, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def read_run_info(model_dir):
+  path = os.path.join(model_dir, RUN_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        "%s has no %s: it is not a model_dir written by experiments/train.py"
+        % (model_dir, RUN_FILE))
+  with open(path) as f:
+    return json.load(f)
+
+
+def load_trained_model(model_dir, data_dir=None):
+  """Rebuilds the model of `model_dir` and restores its latest checkpoint.
+
+  Args:
+    model_dir: a folder written by `experiments/train.py`.
+    data_dir: the processed dataset; defaults to the one recorded at training.
+      Its fingerprint must match the one the model was trained on.
+
+  Returns:
+    `(model, data)`: the `RetrievalModel` and the `ProcessedDataset`.
+  """
+  info = read_run_info(model_dir)
+  data = ProcessedDataset.load(data_dir or info["data_dir"])
+  if info.get("dataset_fingerprint") and data.fingerprint != info["dataset_fingerprint"]:
+    raise ValueError(
+        "the dataset in %s (fingerprint %s) is not the one %s was trained on (%s)"
+        % (data.path, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
+  model = registry.build_model(info["experiment"], info["params"], data)
+  from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,
+                                          max_len=info["trainer"]["max_len"])))
+  model.compute_loss(_as_train_batch(batch), training=False)
+  path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  if path is None:
+    raise FileNotFoundError("%s has no checkpoint yet" % model_dir)
+  tf.train.Checkpoint(model=model).restore(path).expect_partial()
+  return model, data
+
+
+def _as_train_batch(eval_batch):
+  """An evaluation batch viewed as a training batch (its first target)."""
+  batch = dict(eval_batch)
+  batch["target"] = eval_batch["targets"][:, 0]
+  return batch

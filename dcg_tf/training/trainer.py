@@ -1,0 +1,205 @@
+"""A resumable training loop for `RetrievalModel`s.
+
+What a run owns, all in one `tf.train.Checkpoint` under `model_dir/checkpoints`:
+the model (towers and training-only state such as queues), the optimizer slots,
+the global step, the epoch and the position inside the epoch, and the random
+generator. Killed at any point and started again with the same arguments, the
+loop restores the latest checkpoint and continues from the same batch: the
+input of epoch `e` is a pure function of `(seed, e)` (see
+`dcg_tf.data.pipeline.train_dataset`), so skipping the batches already consumed
+lands on the exact next batch.
+"""
+
+import dataclasses
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from dcg_tf.data import pipeline
+
+
+class NonFiniteLossError(RuntimeError):
+  """Raised when the training loss becomes NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+  """How long and how to train; read by the trainer only, never by layers."""
+  batch_size: int = 256
+  max_len: int = 50
+  epochs: int = 1
+  steps: int = 0            # 0: no bound besides epochs.
+  seed: int = 0
+  all_prefixes: bool = False
+  checkpoint_every: int = 1000
+  log_every: int = 50
+  keep_checkpoints: int = 3
+  progress: bool = True
+
+
+class _Progress:
+  """A one-line progress bar on stderr (no dependency; quiet when not a tty)."""
+
+  def __init__(self, total, prefix, enabled=True):
+    self.total = total
+    self.prefix = prefix
+    self.enabled = enabled
+    self.start = time.time()
+    self.last = 0.0
+    self.tty = sys.stderr.isatty()
+
+  def update(self, done, metrics, force=False):
+    now = time.time()
+    if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 10)):
+      return
+    self.last = now
+    rate = done / max(now - self.start, 1e-9)
+    width = 24
+    frac = min(done / self.total, 1.0) if self.total else 0.0
+    bar = "=" * int(frac * width) + "." * (width - int(frac * width))
+    eta = (self.total - done) / rate if self.total and rate > 0 else 0
+    text = " ".join("%s=%.4f" % (k, v) for k, v in metrics.items())
+    line = "%s [%s] %d/%s %.1f steps/s eta %ds %s" % (
+        self.prefix, bar, done, self.total or "?", rate, eta, text)
+    sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
+    sys.stderr.flush()
+
+  def close(self, done, metrics):
+    self.update(done, metrics, force=True)
+    if self.enabled and self.tty:
+      sys.stderr.write("\n")
+
+
+class Trainer:
+  """Trains `model` on `data` with `optimizer`, checkpointing into `model_dir`.
+
+  Args:
+    model: a compiled-free `dcg_tf.models.base.RetrievalModel`.
+    optimizer: a Keras 2 optimizer (e.g. `dcg_tf.optimizers.LazyAdam`).
+    data: a `dcg_tf.data.dataset.ProcessedDataset`.
+    model_dir: where checkpoints and TensorBoard logs go.
+    config: a `TrainerConfig`.
+  """
+
+  def __init__(self, model, optimizer, data, model_dir, config):
+    self.model = model
+    self.optimizer = optimizer
+    self.data = data
+    self.model_dir = model_dir
+    self.config = config
+    model.optimizer = optimizer
+    self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                     name="step_in_epoch")
+    tf.random.set_global_generator(tf.random.Generator.from_seed(config.seed))
+    self.checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, global_step=self.global_step,
+        epoch=self.epoch, step_in_epoch=self.step_in_epoch,
+        rng=tf.random.get_global_generator())
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(model_dir, "checkpoints"),
+        max_to_keep=config.keep_checkpoints)
+    self._train_fn = tf.function(model.train_step, reduce_retracing=True)
+    self.history = []
+
+  def restore(self):
+    """Restores the latest checkpoint, if any; returns its path or None."""
+    path = self.manager.latest_checkpoint
+    if path:
+      self._build(self._first_batch())
+      self.checkpoint.restore(path).assert_existing_objects_matched()
+      # The restored generator replaces the one seeded in __init__.
+      tf.random.set_global_generator(self.checkpoint.rng)
+    return path
+
+  def _first_batch(self):
+    ds = pipeline.train_dataset(self.data, batch_size=self.config.batch_size,
+                                max_len=self.config.max_len, seed=self.config.seed,
+                                epoch=0, all_prefixes=self.config.all_prefixes)
+    return next(iter(ds))
+
+  def _build(self, batch):
+    """Creates every variable (model and optimizer slots) before a restore."""
+    if not self.model.built:
+      self.model.compute_loss(batch, training=False)
+      self.model.built = True
+    self.optimizer.build(self.model.trainable_variables)
+
+  def steps_per_epoch(self):
+    n = self.data.num_train_examples(all_prefixes=self.config.all_prefixes)
+    return max(n // self.config.batch_size, 1)
+
+  def train(self):
+    """Runs until `epochs` (or `steps`) are done; returns the last metrics."""
+    config = self.config
+    restored = self.restore()
+    if restored:
+      print("Resuming from %s (step %d, epoch %d, batch %d of the epoch)"
+            % (restored, int(self.global_step), int(self.epoch),
+               int(self.step_in_epoch)), file=sys.stderr)
+    writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
+    callbacks = list(self.model.training_callbacks())
+    for callback in callbacks:
+      callback.set_model(self.model)
+    per_epoch = self.steps_per_epoch()
+    metrics = {}
+    stop = False
+    while int(self.epoch) < config.epochs and not stop:
+      epoch = int(self.epoch)
+      skip = int(self.step_in_epoch)
+      for callback in callbacks:
+        callback.on_epoch_begin(epoch)
+      ds = pipeline.train_dataset(self.data, batch_size=config.batch_size,
+                                  max_len=config.max_len, seed=config.seed,
+                                  epoch=epoch, all_prefixes=config.all_prefixes)
+      if skip:
+        ds = ds.skip(skip)
+      bar = _Progress(per_epoch, "epoch %d/%d" % (epoch + 1, config.epochs),
+                      config.progress)
+      done = skip
+      for batch in ds:
+        if not self.model.built:
+          self._build(batch)
+        outputs = self._train_fn(batch)
+        metrics = {k: float(v) for k, v in outputs.items()}
+        if not math.isfinite(metrics["loss"]):
+          raise NonFiniteLossError(
+              "training loss became %s at step %d (epoch %d, batch %d); the last "
+              "good checkpoint is %s. Lower --learning_rate or check the data."
+              % (metrics["loss"], int(self.global_step) + 1, epoch, done,
+                 self.manager.latest_checkpoint))
+        done += 1
+        self.global_step.assign_add(1)
+        self.step_in_epoch.assign(done)
+        step = int(self.global_step)
+        if step % config.log_every == 0:
+          with writer.as_default(step=step):
+            for name, value in metrics.items():
+              tf.summary.scalar(name, value)
+          self.history.append(dict(metrics, step=step))
+        bar.update(done, metrics)
+        if step % config.checkpoint_every == 0:
+          self.manager.save(checkpoint_number=step)
+        if config.steps and step >= config.steps:
+          stop = True
+          break
+      bar.close(done, metrics)
+      if not stop:
+        for callback in callbacks:
+          callback.on_epoch_end(epoch, metrics)
+        self.epoch.assign_add(1)
+        self.step_in_epoch.assign(0)
+      self.manager.save(checkpoint_number=int(self.global_step))
+    writer.flush()
+    return metrics
+
+
+def set_seeds(seed):
+  """Seeds Python-side NumPy and TF op-level randomness for repeatable runs."""
+  np.random.seed(seed)
+  tf.random.set_seed(seed)

@@ -1,0 +1,134 @@
+r"""Trains a registered experiment on a processed dataset.
+
+  python -m experiments.train --model=sasrec --data_dir=DIR --model_dir=DIR \
+      [--flagfile=experiments/configs/sasrec_beauty.cfg] [--epochs=N] \
+      [--param=key=value ...]
+
+Killed and started again with the same command, it resumes from the last
+checkpoint (model, optimizer slots, queues, step, epoch, position in the epoch,
+random generator). `model_dir` receives `flags.txt`, `run.json` (experiment,
+parameters, dataset fingerprint), `checkpoints/` and TensorBoard `logs/`.
+"""
+
+import ast
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
+from dcg_tf.data.dataset import ProcessedDataset
+from dcg_tf.models import registry
+from dcg_tf import optimizers
+from dcg_tf.training import checkpoint
+from dcg_tf.training import trainer as trainer_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model", None, "Registered experiment name, e.g. two_tower, sasrec, clrec.")
+flags.DEFINE_string("data_dir", None, "Processed dataset (experiments/preprocess.py).")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, logs and run.json go.")
+flags.DEFINE_integer("epochs", 1, "Epochs to train.")
+flags.DEFINE_integer("steps", 0, "Stop after this many global steps (0: no bound).")
+flags.DEFINE_integer("batch_size", 256, "Training batch size.")
+flags.DEFINE_integer("max_len", 50, "History length (most recent items kept).")
+flags.DEFINE_float("learning_rate", 1e-3, "Optimizer learning rate.")
+flags.DEFINE_string("optimizer", "lazy_adam",
+                    "lazy_adam | lazy_adagrad | adam | adagrad | sgd (lazy_* update "
+                    "embedding rows sparsely).")
+flags.DEFINE_integer("seed", 0, "Seed for data order, initialisation and sampling.")
+flags.DEFINE_bool("all_prefixes", False,
+                  "Emit every prefix of each training sequence instead of one random "
+                  "cut point per user per epoch.")
+flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every N steps.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+# Common model parameters, shortcuts for --param=name=value.
+flags.DEFINE_string("user_encoder", None, "Override: mean | sasrec | clrec.")
+flags.DEFINE_string("loss", None, "Override the experiment's loss.")
+flags.DEFINE_integer("embedding_dim", None, "Override the embedding size.")
+flags.DEFINE_float("temperature", None, "Override the softmax temperature.")
+flags.DEFINE_integer("queue_size", None, "Override the queue size (CLRec).")
+flags.DEFINE_multi_string("param", [], "Experiment parameter override key=value "
+                          "(value parsed as a Python literal when possible).")
+flags.DEFINE_bool("list_models", False, "List registered experiments and exit.")
+
+_SHORTCUTS = ("user_encoder", "loss", "embedding_dim", "temperature", "queue_size")
+
+
+def _parse_value(text):
+  try:
+    return ast.literal_eval(text)  # literals only, never eval
+  except (ValueError, SyntaxError):
+    return text
+
+
+def parse_overrides(defaults):
+  """Experiment parameters from the shortcut flags and --param=key=value."""
+  overrides = {}
+  if "max_len" in defaults:
+    overrides["max_len"] = FLAGS.max_len  # the towers and the data agree on it
+  for name in _SHORTCUTS:
+    if getattr(FLAGS, name) is not None:
+      overrides[name] = getattr(FLAGS, name)
+  for item in FLAGS.param:
+    if "=" not in item:
+      raise app.UsageError("--param expects key=value, got %r" % item)
+    key, value = item.split("=", 1)
+    overrides[key.strip()] = _parse_value(value.strip())
+  return overrides
+
+
+def main(argv):
+  del argv
+  if FLAGS.list_models:
+    for name in registry.list_experiments():
+      print("%-26s %s" % (name, registry.get_experiment(name).description.split("\n")[0]))
+    return 0
+  for name in ("model", "data_dir", "model_dir"):
+    if not getattr(FLAGS, name):
+      raise app.UsageError("--%s is required" % name)
+  trainer_lib.set_seeds(FLAGS.seed)
+  data = ProcessedDataset.load(FLAGS.data_dir)
+  try:
+    overrides = parse_overrides(registry.get_experiment(FLAGS.model).defaults)
+    params = registry.resolve_params(FLAGS.model, overrides)
+  except KeyError as e:
+    raise app.UsageError(str(e.args[0])) from e
+  config = trainer_lib.TrainerConfig(
+      batch_size=FLAGS.batch_size, max_len=FLAGS.max_len, epochs=FLAGS.epochs,
+      steps=FLAGS.steps, seed=FLAGS.seed, all_prefixes=FLAGS.all_prefixes,
+      checkpoint_every=FLAGS.checkpoint_every, progress=FLAGS.progress)
+  checkpoint.write_run_info(FLAGS.model_dir, {
+      "experiment": FLAGS.model,
+      "params": params,
+      "trainer": {"batch_size": config.batch_size, "max_len": config.max_len,
+                  "epochs": config.epochs, "steps": config.steps, "seed": config.seed,
+                  "all_prefixes": config.all_prefixes, "optimizer": FLAGS.optimizer,
+                  "learning_rate": FLAGS.learning_rate},
+      "data_dir": os.path.abspath(FLAGS.data_dir),
+      "dataset_fingerprint": data.fingerprint,
+      "dcg_tf_version": dcg_tf.__version__,
+  })
+  with open(os.path.join(FLAGS.model_dir, "flags.txt"), "w") as f:
+    f.write(FLAGS.flags_into_string())
+  model = registry.build_model(FLAGS.model, params, data)
+  optimizer = optimizers.get_optimizer(FLAGS.optimizer, FLAGS.learning_rate)
+  trainer = trainer_lib.Trainer(model, optimizer, data, FLAGS.model_dir, config)
+  print("Training %s on %s (%d users, %d items) into %s" % (
+      FLAGS.model, FLAGS.data_dir, data.num_users, data.num_items, FLAGS.model_dir),
+        file=sys.stderr)
+  print("parameters: %s" % json.dumps(params, sort_keys=True), file=sys.stderr)
+  try:
+    metrics = trainer.train()
+  except trainer_lib.NonFiniteLossError as e:
+    print("ERROR: %s" % e, file=sys.stderr)
+    return 1
+  print("done: step %d, %s" % (int(trainer.global_step),
+                               ", ".join("%s=%.4f" % kv for kv in metrics.items())))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))
