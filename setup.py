@@ -21,6 +21,9 @@ setuptools.setup(
         "pandas",
         "faiss-cpu",
         "absl-py",
+        # TensorBoard logs of training (tf.summary needs it; TF 2.21 no longer
+        # installs it): docs/dependencies.md.
+        "tensorboard",
         # Plots (degree-bucket histograms, training curves): docs/dependencies.md.
         "matplotlib",
     ],

@@ -30,6 +30,7 @@ class RetrievalModel(keras.Model):
 
   def after_train_step(self):
     """Hook run after the optimizer step (momentum updates and the like)."""
+    return None
 
   def training_callbacks(self):
     """Keras callbacks the trainer must run (e.g. prototype refresh per epoch)."""

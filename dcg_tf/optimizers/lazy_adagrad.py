@@ -61,8 +61,6 @@ class LazyAdagrad(keras.optimizers.Adagrad):
     var_rows = var_rows - lr * values / tf.sqrt(acc_rows + self.epsilon)
     variable.scatter_update(tf.IndexedSlices(var_rows, indices))
 
-  def _update_step_xla(self, gradient, variable, key):
-    # tf.unique has no XLA kernel; sparse updates run outside XLA.
-    if isinstance(gradient, tf.IndexedSlices):
-      return self._update_step(gradient, variable)
-    return super()._update_step_xla(gradient, variable, key)
+  def _deduplicate_sparse_grad(self, grads):
+    # update_step sums duplicates itself (`deduplicate`); skip keras' second pass.
+    return grads

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from dcg_tf._keras import keras
 from dcg_tf.data import pipeline
 
 
@@ -131,8 +132,17 @@ class Trainer:
     self.optimizer.build(self.model.trainable_variables)
 
   def steps_per_epoch(self):
-    n = self.data.num_train_examples(all_prefixes=self.config.all_prefixes)
-    return max(n // self.config.batch_size, 1)
+    """Batches per epoch, as `pipeline.train_dataset` forms them."""
+    lengths = np.diff(self.data.train_sequences().offsets)
+    lengths = lengths[lengths >= 2]
+    n = int((lengths - 1).sum()) if self.config.all_prefixes else lengths.size
+    if n < self.config.batch_size:
+      raise ValueError(
+          "%s has %d training examples per epoch, fewer than --batch_size=%d "
+          "(batches are full, the remainder is dropped): lower the batch size%s"
+          % (self.data.directory, n, self.config.batch_size,
+             "" if self.config.all_prefixes else " or use --all_prefixes"))
+    return n // self.config.batch_size
 
   def train(self):
     """Runs until `epochs` (or `steps`) are done; returns the last metrics."""
@@ -163,6 +173,9 @@ class Trainer:
                       config.progress)
       done = skip
       for batch in ds:
+        if config.steps and int(self.global_step) >= config.steps:
+          stop = True
+          break
         if not self.model.built:
           self._build(batch)
         outputs = self._train_fn(batch)
@@ -185,9 +198,6 @@ class Trainer:
         bar.update(done, metrics)
         if step % config.checkpoint_every == 0:
           self.manager.save(checkpoint_number=step)
-        if config.steps and step >= config.steps:
-          stop = True
-          break
       bar.close(done, metrics)
       if not stop:
         for callback in callbacks:
@@ -200,6 +210,5 @@ class Trainer:
 
 
 def set_seeds(seed):
-  """Seeds Python-side NumPy and TF op-level randomness for repeatable runs."""
-  np.random.seed(seed)
-  tf.random.set_seed(seed)
+  """Seeds Python, NumPy, TF and Keras initialisers for repeatable runs."""
+  keras.utils.set_random_seed(seed)

@@ -1,0 +1,107 @@
+"""Steps per second of dense keras Adam vs dcg_tf LazyAdam on a large embedding table.
+
+keras Adam's sparse branch decays the moments of every row and moves every row
+at each step (O(vocabulary)); LazyAdam reads and writes only the rows in the
+batch (O(batch)). Both train the same model on the same batches in one run:
+an embedding table of `--num_rows` x `--dim` (dcg_tf FeatureEmbedding, sparse
+gradients) followed by a Dense(1), mean squared error on random targets.
+
+  python benchmarks/optimizer_benchmark.py                 # 1M rows (docs/performance.md)
+  python benchmarks/optimizer_benchmark.py --quick         # smoke test, tiny sizes
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from dcg_tf._keras import keras  # noqa: E402
+from dcg_tf.layers.feature_embedding import FeatureEmbedding  # noqa: E402
+from dcg_tf.optimizers import get_optimizer  # noqa: E402
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--num_rows", type=int, default=1_000_000)
+  parser.add_argument("--dim", type=int, default=64)
+  parser.add_argument("--batch_size", type=int, default=1024)
+  parser.add_argument("--min_seconds", type=float, default=5.0,
+                      help="time each optimizer for at least this long")
+  parser.add_argument("--min_steps", type=int, default=10)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--output", default="", help="optional JSON file of results")
+  parser.add_argument("--quick", action="store_true",
+                      help="tiny sizes for a smoke test (10k rows, 0.2 s)")
+  args = parser.parse_args(argv)
+  if args.quick:
+    args.num_rows, args.batch_size, args.min_seconds, args.min_steps = 10_000, 64, 0.2, 3
+  return args
+
+
+def build_model(num_rows, dim, seed):
+  keras.utils.set_random_seed(seed)
+  ids = keras.Input(shape=(), dtype="int64")
+  x = FeatureEmbedding(num_rows, dim, name="table")(ids)   # [B, D]
+  output = keras.layers.Dense(1)(x)                        # [B, 1]
+  return keras.Model(ids, output[:, 0])
+
+
+def measure(optimizer_name, args, batches):
+  """Steps/s of one optimizer on a freshly built model, after a warm-up step."""
+  model = build_model(args.num_rows, args.dim, args.seed)
+  optimizer = get_optimizer(optimizer_name, 1e-3)
+  optimizer.build(model.trainable_variables)
+
+  @tf.function
+  def step(ids, target):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.square(model(ids, training=True) - target))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  step(*batches[0]).numpy()  # trace + warm-up
+  steps, start = 0, time.perf_counter()
+  while steps < args.min_steps or time.perf_counter() - start < args.min_seconds:
+    loss = step(*batches[steps % len(batches)])
+    steps += 1
+  loss.numpy()
+  elapsed = time.perf_counter() - start
+  return {"optimizer": optimizer_name, "steps": steps, "seconds": elapsed,
+          "steps_per_second": steps / elapsed}
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  rng = np.random.default_rng(args.seed)
+  # Ids 1..num_rows-1 uniformly (row 0 is padding in dcg_tf tables).
+  batches = [(tf.constant(rng.integers(1, args.num_rows, args.batch_size), tf.int64),
+              tf.constant(rng.normal(size=args.batch_size), tf.float32))
+             for _ in range(8)]
+  results = [measure(name, args, batches) for name in ("adam", "lazy_adam")]
+  ratio = results[1]["steps_per_second"] / results[0]["steps_per_second"]
+  print("table %d x %d, batch %d ids, float32, %s"
+        % (args.num_rows, args.dim, args.batch_size, tf.__version__))
+  print("%-10s %8s %10s %10s" % ("optimizer", "steps", "seconds", "steps/s"))
+  for r in results:
+    print("%-10s %8d %10.2f %10.1f" % (r["optimizer"], r["steps"], r["seconds"],
+                                       r["steps_per_second"]))
+  print("lazy_adam / adam speed-up: %.1fx" % ratio)
+  summary = {"num_rows": args.num_rows, "dim": args.dim, "batch_size": args.batch_size,
+             "results": results, "speedup": ratio}
+  if args.output:
+    with open(args.output, "w") as f:
+      json.dump(summary, f, indent=2)
+  return summary
+
+
+if __name__ == "__main__":
+  main()

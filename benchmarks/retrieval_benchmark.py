@@ -1,0 +1,210 @@
+r"""Retrieval benchmarks of issue 3 ("Acceptance"), measured in one run.
+
+  python benchmarks/retrieval_benchmark.py [--quick] [--num_items=1000000] \
+      [--dim=64] [--num_queries=1000] [--k=50] [--threads=2] \
+      [--output_json=FILE]
+
+(1) Exact search through `dcg_tf.Retriever` (its `TopKSearcher`) against the
+    same Faiss flat index called directly, on the same query batch; both
+    batched and one query per call. Target: Retriever time <= 1.2x Faiss.
+(2) Approximate indexes (`dcg_tf.serving.index.build_index`, IVF and HNSW) on
+    synthetic clustered embeddings: Recall@k against exact search and queries
+    per second relative to exact search, for a sweep of nprobe / efSearch.
+    Target: Recall@50 >= 0.95 at >= 10x the exact QPS. The operating point is
+    the fastest setting reaching the recall target.
+
+Timings are the best of `--repeats` runs (robust to other processes on a
+shared machine); every variant runs with the same number of Faiss threads.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+from dcg_tf.serving import index as index_lib  # noqa: E402
+from dcg_tf.serving.retriever import Retriever  # noqa: E402
+
+RECALL_TARGET = 0.95
+SPEEDUP_TARGET = 10.0
+RATIO_TARGET = 1.2
+
+
+def clustered_embeddings(num, dim, num_clusters, seed, spread=0.6):
+  """Synthetic item/user embeddings: Gaussian clusters around random centres.
+
+  Centres are N(0, I); points are centre + N(0, spread^2 I), generated in
+  chunks so 1M x 64 needs no temporary copies. Items and queries share the
+  centres (same `num_clusters` and centre seed), as users and items share one
+  embedding space.
+  """
+  centres = np.random.default_rng(12345).normal(
+      size=(num_clusters, dim)).astype(np.float32)
+  rng = np.random.default_rng(seed)
+  out = np.empty((num, dim), np.float32)
+  for start in range(0, num, 100_000):
+    stop = min(num, start + 100_000)
+    assign = rng.integers(0, num_clusters, stop - start)
+    out[start:stop] = centres[assign] + spread * rng.standard_normal(
+        (stop - start, dim), dtype=np.float32)
+  return out
+
+
+def best_time(fn, repeats):
+  best = float("inf")
+  result = None
+  for _ in range(repeats):
+    start = time.perf_counter()
+    result = fn()
+    best = min(best, time.perf_counter() - start)
+  return best, result
+
+
+def recall_at_k(approx, exact):
+  k = exact.shape[1]
+  return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
+
+
+def exact_overhead(items, queries, k, repeats):
+  """Part (1): Retriever (TopKSearcher) vs Faiss IndexFlatIP on the same data."""
+  flat = faiss.IndexFlatIP(items.shape[1])
+  flat.add(items)
+  retriever = Retriever(None, items, ["item%d" % i for i in range(len(items))],
+                        {"metric": "ip", "multi_interest": False, "max_len": 0})
+  single = queries[:min(len(queries), 100)]
+  # Interleave the two so both see the same machine load.
+  t_faiss = t_retr = t_faiss1 = t_retr1 = float("inf")
+  for _ in range(repeats):
+    t, (scores_f, labels_f) = best_time(lambda: flat.search(queries, k), 1)
+    t_faiss = min(t_faiss, t)
+    t, (scores_r, items_r) = best_time(
+        lambda: retriever.search_embeddings(queries, k), 1)
+    t_retr = min(t_retr, t)
+    t, _ = best_time(lambda: [flat.search(q[None], k) for q in single], 1)
+    t_faiss1 = min(t_faiss1, t)
+    t, _ = best_time(lambda: [retriever.search_embeddings(q[None], k)
+                              for q in single], 1)
+    t_retr1 = min(t_retr1, t)
+  identical = bool(np.array_equal(items_r, labels_f + 1) and
+                   np.allclose(scores_r, scores_f))
+  return {
+      "batch_queries": len(queries),
+      "faiss_batch_s": t_faiss, "retriever_batch_s": t_retr,
+      "batch_ratio": t_retr / t_faiss,
+      "single_queries": len(single),
+      "faiss_single_s": t_faiss1, "retriever_single_s": t_retr1,
+      "single_ratio": t_retr1 / t_faiss1,
+      "identical_results": identical,
+      "within_target": max(t_retr / t_faiss, t_retr1 / t_faiss1) <= RATIO_TARGET,
+  }, labels_f, t_faiss
+
+
+def sweep(item_index, queries, k, exact_labels, exact_time, knob, values, repeats):
+  rows = []
+  for value in values:
+    item_index.set_search_params(**{knob: value})
+    t, (_, labels) = best_time(lambda: item_index.search(queries, k), repeats)
+    rows.append({knob: value, "recall": recall_at_k(labels, exact_labels),
+                 "seconds": t, "qps": len(queries) / t, "speedup": exact_time / t})
+  reaching = [r for r in rows if r["recall"] >= RECALL_TARGET]
+  operating = max(reaching, key=lambda r: r["speedup"]) if reaching else None
+  return rows, operating
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--quick", action="store_true",
+                      help="Small sizes for a CI smoke run (seconds).")
+  parser.add_argument("--num_items", type=int, default=1_000_000)
+  parser.add_argument("--dim", type=int, default=64)
+  parser.add_argument("--num_clusters", type=int, default=1000)
+  parser.add_argument("--num_queries", type=int, default=1000)
+  parser.add_argument("--k", type=int, default=50)
+  parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--kinds", default="ivf,hnsw")
+  parser.add_argument("--hnsw_m", type=int, default=16)
+  parser.add_argument("--ef_construction", type=int, default=40)
+  parser.add_argument("--output_json", default=None)
+  args = parser.parse_args(argv)
+  if args.quick:
+    args.num_items, args.dim, args.num_clusters = 20_000, 32, 100
+    args.num_queries, args.repeats = 200, 2
+  faiss.omp_set_num_threads(args.threads)
+
+  start = time.time()
+  items = clustered_embeddings(args.num_items, args.dim, args.num_clusters, seed=0)
+  queries = clustered_embeddings(args.num_queries, args.dim, args.num_clusters,
+                                 seed=1)
+  report = {"config": {k: v for k, v in vars(args).items() if k != "output_json"},
+            "faiss_version": faiss.__version__}
+  exact, exact_labels, exact_time = exact_overhead(items, queries, args.k,
+                                                   args.repeats)
+  report["exact"] = exact
+  report["exact_qps"] = args.num_queries / exact_time
+  print("== (1) exact top-%d over %d x %d, %d thread(s)" % (
+      args.k, args.num_items, args.dim, args.threads))
+  print("| path | Faiss direct | Retriever | ratio |\n|---|---|---|---|")
+  print("| batch of %d queries | %.4f s | %.4f s | %.3f |" % (
+      exact["batch_queries"], exact["faiss_batch_s"], exact["retriever_batch_s"],
+      exact["batch_ratio"]))
+  print("| %d single-query calls | %.4f s | %.4f s | %.3f |" % (
+      exact["single_queries"], exact["faiss_single_s"],
+      exact["retriever_single_s"], exact["single_ratio"]))
+  print("identical results: %s; within %.1fx: %s" % (
+      exact["identical_results"], RATIO_TARGET, exact["within_target"]))
+
+  report["approximate"] = {}
+  for kind in [k for k in args.kinds.split(",") if k]:
+    t0 = time.time()
+    if kind == "ivf":
+      item_index = index_lib.build_index(items, "ivf")
+      nlist = item_index.params["nlist"]
+      values = sorted({v for v in (1, 2, 4, 8, 16, 24, 32, 48, 64, 128) if v < nlist}
+                      | {nlist})
+      knob = "nprobe"
+    elif kind == "hnsw":
+      item_index = index_lib.build_index(items, "hnsw", m=args.hnsw_m,
+                                         ef_construction=args.ef_construction)
+      values = [16, 32, 64, 96, 128, 192, 256, 512]
+      knob = "ef_search"
+    else:
+      raise SystemExit("--kinds: ivf and/or hnsw, got %r" % kind)
+    build_s = time.time() - t0
+    rows, operating = sweep(item_index, queries, args.k, exact_labels, exact_time,
+                            knob, values, args.repeats)
+    report["approximate"][kind] = {"params": dict(item_index.params),
+                                   "build_s": build_s, "sweep": rows,
+                                   "operating_point": operating}
+    print("\n== (2) %s %s, built in %.1f s; exact: %.0f QPS" % (
+        kind, {k: v for k, v in item_index.params.items()
+               if k not in (knob, "seed")}, build_s, report["exact_qps"]))
+    print("| %s | Recall@%d | QPS | speed-up vs exact |\n|---|---|---|---|"
+          % (knob, args.k))
+    for r in rows:
+      print("| %d | %.4f | %.0f | %.1fx |" % (r[knob], r["recall"], r["qps"],
+                                              r["speedup"]))
+    if operating:
+      print("operating point: %s=%d, Recall@%d %.4f at %.1fx exact QPS (target "
+            "%.2f at %.0fx: %s)" % (
+                knob, operating[knob], args.k, operating["recall"],
+                operating["speedup"], RECALL_TARGET, SPEEDUP_TARGET,
+                "met" if operating["speedup"] >= SPEEDUP_TARGET else "NOT met"))
+    else:
+      print("no setting reaches Recall@%d >= %.2f" % (args.k, RECALL_TARGET))
+  report["total_s"] = time.time() - start
+  if args.output_json:
+    with open(args.output_json, "w") as f:
+      json.dump(report, f, indent=2)
+  return report
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,255 @@
+"""Reader of a processed dataset (the output of `experiments/preprocess.py`).
+
+The folder layout is fixed in docs/design.md ("Processed dataset"). Everything
+is read with TF-native or plain formats: `manifest.json`, vocabularies as text,
+`catalog.npz` / `users.npz` with `allow_pickle=False`, TFRecord Examples parsed
+by `dcg_tf.data.records`.
+
+Example:
+  >>> data = ProcessedDataset.load("/tmp/beauty")
+  >>> data.num_items, data.item_features["category"].shape   # N, [N+1]
+  >>> seqs = data.train_sequences()          # CSR of training sequences
+  >>> offsets, items = data.train_items_per_user()
+"""
+
+import collections
+import glob
+import hashlib
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from dcg_tf.data import records
+
+TrainSequences = collections.namedtuple(
+    "TrainSequences", ["users", "offsets", "items", "timestamps", "sessions"])
+TrainSequences.__doc__ = """Training sequences in CSR form, rows sorted by user.
+
+Row j is user `users[j]`; its events (time order) are
+`items[offsets[j]:offsets[j+1]]`, same for `timestamps` and `sessions`.
+All arrays int64; `offsets` has len(users) + 1 entries.
+"""
+
+_SHARD_RE = re.compile(r"train-(\d{5})-of-(\d{5})\.tfrecord$")
+_READ_BATCH = 1024
+
+
+def _load_npz(path):
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      return {name: npz[name] for name in npz.files}
+  except ValueError as e:
+    raise ValueError("%s: cannot be read without pickle (%s)" % (path, e)) from e
+  except (OSError, EOFError) as e:
+    raise ValueError("%s: not a readable .npz file (%s)" % (path, e)) from e
+
+
+def _count_lines(path):
+  with open(path, "rb") as f:
+    return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+class ProcessedDataset:
+  """A processed dataset folder: manifest, vocabularies, catalog, records.
+
+  Use `ProcessedDataset.load(directory)`. Arrays are loaded eagerly except the
+  training sequences, which are read from the TFRecord shards on first use and
+  then cached.
+
+  Attributes:
+    directory: the folder.
+    manifest: dict, `manifest.json`.
+    schema: `manifest["schema"]` (item_features / user_features lists).
+    fingerprint: sha256 hex digest of the bytes of `manifest.json`.
+    num_users, num_items: counts of real users/items (index 0 is padding).
+    item_count: int64 [N+1] training interactions per item.
+    item_features: dict name -> int32 [N+1] or [N+1, F], from `catalog.npz`.
+    user_features: dict name -> [U+1] from `users.npz` ({} when absent).
+    train_files: sorted list of the training shard paths.
+  """
+
+  def __init__(self, directory, manifest, fingerprint, catalog, user_features,
+               train_files, num_users):
+    self.directory = directory
+    self.manifest = manifest
+    self.schema = manifest["schema"]
+    self.fingerprint = fingerprint
+    self.item_count = catalog.pop("item_count").astype(np.int64)
+    self.item_features = catalog
+    self.user_features = user_features
+    self.train_files = train_files
+    self.num_items = int(self.item_count.shape[0] - 1)
+    self.num_users = int(num_users)
+    self._vocabs = {}
+    self._train_sequences = None
+    self._train_items = None
+
+  @classmethod
+  def load(cls, directory):
+    """Opens a processed dataset; raises ValueError naming the faulty file."""
+    directory = os.fspath(directory)
+    manifest_path = os.path.join(directory, "manifest.json")
+    if not os.path.isdir(directory):
+      raise ValueError("%s: no such folder (expected a processed dataset)" % directory)
+    if not os.path.isfile(manifest_path):
+      raise ValueError("%s is not a processed dataset: %s is missing (write one "
+                       "with experiments/preprocess.py)" % (directory, manifest_path))
+    with open(manifest_path, "rb") as f:
+      manifest_bytes = f.read()
+    try:
+      manifest = json.loads(manifest_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+      raise ValueError("%s: not valid JSON (%s)" % (manifest_path, e)) from e
+    if not isinstance(manifest, dict):
+      raise ValueError("%s: expected a JSON object" % manifest_path)
+    version = manifest.get("format_version")
+    if version != records.FORMAT_VERSION:
+      raise ValueError("%s: unknown format_version %r (this dcg_tf reads version %d)"
+                       % (manifest_path, version, records.FORMAT_VERSION))
+    if not isinstance(manifest.get("schema"), dict):
+      raise ValueError("%s: missing the \"schema\" object" % manifest_path)
+
+    catalog_path = os.path.join(directory, "catalog.npz")
+    if not os.path.isfile(catalog_path):
+      raise ValueError("%s is not a processed dataset: %s is missing"
+                       % (directory, catalog_path))
+    catalog = _load_npz(catalog_path)
+    if "item_count" not in catalog or catalog["item_count"].ndim != 1:
+      raise ValueError("%s: needs a 1-D array \"item_count\" [N+1]" % catalog_path)
+    num_rows = catalog["item_count"].shape[0]
+    for name, values in catalog.items():
+      if values.shape[:1] != (num_rows,):
+        raise ValueError("%s: array %r has %s rows, item_count has %d"
+                         % (catalog_path, name, values.shape[:1], num_rows))
+    item_vocab = os.path.join(directory, "vocab", "item.txt")
+    if os.path.isfile(item_vocab) and _count_lines(item_vocab) != num_rows - 1:
+      raise ValueError("%s has %d lines but %s has %d items"
+                       % (item_vocab, _count_lines(item_vocab), catalog_path,
+                          num_rows - 1))
+
+    user_vocab = os.path.join(directory, "vocab", "user.txt")
+    if not os.path.isfile(user_vocab):
+      raise ValueError("%s is not a processed dataset: %s is missing"
+                       % (directory, user_vocab))
+    num_users = _count_lines(user_vocab)
+    users_path = os.path.join(directory, "users.npz")
+    user_features = _load_npz(users_path) if os.path.isfile(users_path) else {}
+    for name, values in user_features.items():
+      if values.shape[:1] != (num_users + 1,):
+        raise ValueError("%s: array %r has %s rows, expected %d (users + 1)"
+                         % (users_path, name, values.shape[:1], num_users + 1))
+
+    train_files = cls._find_train_files(directory)
+    fingerprint = hashlib.sha256(manifest_bytes).hexdigest()
+    return cls(directory, manifest, fingerprint, catalog, user_features,
+               train_files, num_users)
+
+  @staticmethod
+  def _find_train_files(directory):
+    paths = sorted(glob.glob(os.path.join(directory, "train-*-of-*.tfrecord")))
+    if not paths:
+      raise ValueError("%s is not a processed dataset: no train-*-of-*.tfrecord "
+                       "shards" % directory)
+    totals = {int(_SHARD_RE.search(p).group(2)) for p in paths if _SHARD_RE.search(p)}
+    if len(totals) != 1:
+      raise ValueError("%s: training shards disagree on their count: %s"
+                       % (directory, [os.path.basename(p) for p in paths]))
+    total = totals.pop()
+    expected = [os.path.join(directory, records.train_shard_name(k, total))
+                for k in range(total)]
+    missing = sorted(set(expected) - set(paths))
+    if missing:
+      raise ValueError("%s: missing training shard(s) %s"
+                       % (directory, [os.path.basename(p) for p in missing]))
+    return expected
+
+  def vocab(self, name):
+    """Raw ids of vocabulary `name`: entry v-1 is index v (index 0 = padding)."""
+    if name not in self._vocabs:
+      path = os.path.join(self.directory, "vocab", name + ".txt")
+      if not os.path.isfile(path):
+        raise ValueError("%s: no vocabulary %r (missing file)" % (path, name))
+      with open(path, encoding="utf-8") as f:
+        self._vocabs[name] = f.read().splitlines()
+    return self._vocabs[name]
+
+  def eval_file(self, split):
+    """Path of `valid.tfrecord` / `test.tfrecord`."""
+    path = os.path.join(self.directory, split + ".tfrecord")
+    if not os.path.isfile(path):
+      available = sorted(os.path.basename(p)[:-len(".tfrecord")]
+                         for p in glob.glob(os.path.join(self.directory, "*.tfrecord"))
+                         if not _SHARD_RE.search(p))
+      raise ValueError("%s: no evaluation split %r (available: %s)"
+                       % (path, split, available))
+    return path
+
+  def train_sequences(self):
+    """Training sequences as `TrainSequences` (CSR, rows sorted by user).
+
+    Reads every shard once (parallel interleave, batched parsing) and caches.
+    """
+    if self._train_sequences is None:
+      self._train_sequences = self._read_train_sequences()
+    return self._train_sequences
+
+  def _read_train_sequences(self):
+    files = tf.data.Dataset.from_tensor_slices(self.train_files)
+    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=len(self.train_files),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(_READ_BATCH).map(records.parse_train_examples,
+                                   num_parallel_calls=tf.data.AUTOTUNE)
+    parts = collections.defaultdict(list)
+    for batch in ds.prefetch(tf.data.AUTOTUNE):
+      parts["users"].append(batch["user"].numpy())
+      parts["lengths"].append(batch["item"].row_lengths().numpy())
+      for key in records.TRAIN_SEQUENCE_KEYS:
+        parts[key].append(batch[key].flat_values.numpy())
+    cat = {k: (np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64))
+           for k, v in parts.items()}
+    for key in ("users", "lengths") + records.TRAIN_SEQUENCE_KEYS:
+      cat.setdefault(key, np.zeros(0, np.int64))
+    users, lengths = cat["users"], cat["lengths"]
+    order = np.argsort(users, kind="stable")
+    users = users[order]
+    dup = np.flatnonzero(np.diff(users) == 0)
+    if dup.size:
+      raise ValueError("%s: user %d has more than one training record"
+                       % (self.directory, users[dup[0]]))
+    bad = np.flatnonzero((users < 1) | (users > self.num_users))
+    if bad.size:
+      raise ValueError("%s: training record of user %d is outside 1..%d "
+                       "(vocab/user.txt)"
+                       % (self.directory, users[bad[0]], self.num_users))
+    old_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    new_lengths = lengths[order]
+    offsets = np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
+    # Event k of new row j comes from old position old_offsets[order[j]] + k.
+    gather = (np.repeat(old_offsets[:-1][order] - offsets[:-1], new_lengths)
+              + np.arange(offsets[-1]))
+    seq = {k: cat[k][gather] for k in records.TRAIN_SEQUENCE_KEYS}
+    bad = np.flatnonzero((seq["item"] < 1) | (seq["item"] > self.num_items))
+    if bad.size:
+      raise ValueError("%s: a training record holds item %d outside 1..%d"
+                       % (self.directory, seq["item"][bad[0]], self.num_items))
+    return TrainSequences(users, offsets, seq["item"], seq["timestamp"],
+                          seq["session"])
+
+  def train_items_per_user(self):
+    """Distinct training items of each user, CSR indexed by user index.
+
+    Returns:
+      (offsets int64 [U+2], items int64): user u's training items, sorted and
+      distinct, are `items[offsets[u]:offsets[u+1]]` (u = 0..U; user 0 has none).
+    """
+    if self._train_items is None:
+      seqs = self.train_sequences()
+      users = np.repeat(seqs.users, np.diff(seqs.offsets))
+      keys = np.unique(users * (self.num_items + 1) + seqs.items)
+      key_users = keys // (self.num_items + 1)
+      offsets = np.searchsorted(key_users, np.arange(self.num_users + 2)).astype(np.int64)
+      self._train_items = (offsets, (keys % (self.num_items + 1)).astype(np.int64))
+    return self._train_items

@@ -1,0 +1,197 @@
+"""`RawData`: what every loader returns and preprocessing consumes.
+
+See docs/design.md, "Data-layer Python API".
+"""
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import os
+import re
+import zipfile
+
+import numpy as np
+import pandas as pd
+
+from dcg_tf.data.report import BadInputError
+from dcg_tf.data.report import DropReport
+
+
+@dataclasses.dataclass
+class RawData:
+  """Interactions and side features in raw-id space.
+
+  Attributes:
+    interactions: DataFrame with columns `user` and `item` (str, or a pandas
+      Categorical of str to save memory on large inputs), `timestamp` (int64
+      seconds; the row order within a user when the data has no time),
+      optional `rating` (float), and optional `file` (int index into
+      `report.files`) + `line` (1-based line number) so that later drops
+      (duplicates) are counted against the input line.
+    item_features: DataFrame indexed by raw item id (str); single-valued
+      columns hold str (None = missing), multi-valued columns hold lists of str.
+    user_features: DataFrame indexed by raw user id (str), str columns.
+    report: per-file accounting of read/kept/dropped rows.
+    multi_valued: names of the multi-valued item feature columns.
+    has_time: False when `timestamp` is only a row order (no real time).
+  """
+  interactions: pd.DataFrame
+  item_features: pd.DataFrame = dataclasses.field(
+      default_factory=lambda: pd.DataFrame(index=pd.Index([], dtype=object)))
+  user_features: pd.DataFrame = dataclasses.field(
+      default_factory=lambda: pd.DataFrame(index=pd.Index([], dtype=object)))
+  report: DropReport = dataclasses.field(default_factory=DropReport)
+  multi_valued: tuple = ()
+  has_time: bool = True
+
+  def __post_init__(self):
+    missing = {"user", "item", "timestamp"} - set(self.interactions.columns)
+    if missing:
+      raise ValueError("RawData.interactions lacks columns %s" % sorted(missing))
+    if not np.issubdtype(self.interactions["timestamp"].dtype, np.integer):
+      raise ValueError("RawData.interactions.timestamp must be integer, got %s"
+                       % self.interactions["timestamp"].dtype)
+
+
+def interactions_frame(users, items, timestamps, ratings=None, file_index=None,
+                       lines=None):
+  """Builds the interactions DataFrame from aligned arrays."""
+  data = {"user": users, "item": items,
+          "timestamp": np.asarray(timestamps, dtype=np.int64)}
+  if ratings is not None:
+    data["rating"] = np.asarray(ratings, dtype=np.float32)
+  if lines is not None:
+    data["file"] = np.full(len(data["timestamp"]), file_index, dtype=np.int16) \
+        if np.isscalar(file_index) else np.asarray(file_index, dtype=np.int16)
+    data["line"] = np.asarray(lines, dtype=np.int64)
+  return pd.DataFrame(data)
+
+
+# === Reading helpers shared by the loaders ===
+
+# Bytes per streamed chunk (cut at a line end).
+CHUNK_BYTES = 16 << 20
+
+
+def open_binary(path):
+  """Opens `path` for binary reading, transparently gunzipping `.gz` files."""
+  path = str(path)
+  if not os.path.exists(path):
+    raise BadInputError("%s: no such file" % path)
+  with open(path, "rb") as f:
+    magic = f.read(2)
+  if magic == b"\x1f\x8b":
+    return gzip.open(path, "rb")
+  return open(path, "rb")
+
+
+def sha256_file(path):
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def iter_line_chunks(stream, chunk_bytes=CHUNK_BYTES):
+  """Yields (first_line_number, [line bytes, ...]) from a binary stream.
+
+  Lines are split on b"\\n" with a trailing b"\\r" removed; line numbers are
+  1-based. The last line may lack a newline.
+  """
+  line_no = 1
+  rest = b""
+  while True:
+    block = stream.read(chunk_bytes)
+    if not block:
+      break
+    block = rest + block
+    cut = block.rfind(b"\n")
+    if cut < 0:
+      rest = block
+      continue
+    rest = block[cut + 1:]
+    lines = block[:cut].split(b"\n")
+    if b"\r" in block:
+      lines = [l[:-1] if l.endswith(b"\r") else l for l in lines]
+    yield line_no, lines
+    line_no += len(lines)
+  if rest:
+    yield line_no, [rest[:-1] if rest.endswith(b"\r") else rest]
+
+
+def decode_lines(lines):
+  """Decodes UTF-8 lines; returns (list of str, bool array of undecodable lines)."""
+  try:
+    text = b"\n".join(lines).decode("utf-8")
+    out = text.split("\n")
+    if len(out) == len(lines):
+      return out, np.zeros(len(lines), bool)
+  except UnicodeDecodeError:
+    pass
+  out, bad = [], np.zeros(len(lines), bool)
+  for i, line in enumerate(lines):
+    try:
+      out.append(line.decode("utf-8"))
+    except UnicodeDecodeError:
+      out.append("")
+      bad[i] = True
+  return out, bad
+
+
+class Factorizer:
+  """Streaming string -> dense code mapping built chunk by chunk.
+
+  `add(values)` returns chunk-local codes; `finish()` returns the global
+  categories and a function that maps (chunk index, local codes) to global
+  codes. Memory stays at one int32 per row plus the unique strings.
+  """
+
+  def __init__(self):
+    self._uniques = []
+
+  def add(self, values):
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False)
+    self._uniques.append(np.asarray(uniques, dtype=object))
+    return codes.astype(np.int32), len(self._uniques) - 1
+
+  def finish(self):
+    if not self._uniques:
+      return pd.Index([], dtype=object), []
+    allu = np.concatenate(self._uniques)
+    global_codes, categories = pd.factorize(allu, sort=False)
+    starts = np.cumsum([0] + [u.size for u in self._uniques])
+    maps = [global_codes[starts[i]:starts[i + 1]].astype(np.int32)
+            for i in range(len(self._uniques))]
+    return pd.Index(categories, dtype=object), maps
+
+
+def categorical(codes_per_chunk, chunk_ids, factorizer):
+  """Assembles chunk-local codes into one pandas Categorical of str."""
+  categories, maps = factorizer.finish()
+  if not codes_per_chunk:
+    return pd.Categorical.from_codes(np.zeros(0, np.int32), categories=categories)
+  codes = np.concatenate([maps[c][k] for k, c in zip(codes_per_chunk, chunk_ids)])
+  return pd.Categorical.from_codes(codes, categories=categories)
+
+
+_TOKEN_RE = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def tokenize(text, max_tokens=None):
+  """Lower-cased alphanumeric tokens of `text` (title tokens, item text)."""
+  tokens = _TOKEN_RE.findall(str(text).lower())
+  return tokens[:max_tokens] if max_tokens else tokens
+
+
+def open_member(path, name):
+  """Opens `name` inside a zip archive or a folder; returns a binary stream."""
+  path = str(path)
+  if zipfile.is_zipfile(path):
+    archive = zipfile.ZipFile(path)
+    matches = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == name]
+    if not matches:
+      raise BadInputError("%s: the archive has no %s" % (path, name))
+    return io.BufferedReader(archive.open(matches[0]))
+  return open_binary(os.path.join(path, name))

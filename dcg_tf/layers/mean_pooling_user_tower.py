@@ -1,0 +1,98 @@
+"""User tower of YouTube DNN: masked mean of the history's item embeddings, then an MLP."""
+
+import tensorflow as tf
+
+from dcg_tf._keras import keras
+
+
+@keras.utils.register_keras_serializable(package="dcg_tf")
+class MeanPoolingUserTower(keras.layers.Layer):
+  """Averages the embeddings of the valid history items, then applies an MLP.
+
+  `f(x) = normalize(W_out MLP(sum_t m_t e(y_t) / max(1, sum_t m_t)))` where
+  `m_t` is `history_mask`: padded positions are left out of the mean, and an
+  empty history averages to zeros. Covington et al., "Deep Neural Networks for
+  YouTube Recommendations" (RecSys'16), section 3 / Figure 3 ("embedded video
+  watches" averaged, then ReLU layers).
+
+  Args:
+    item_embedding: the `ItemEmbedding` shared with the item tower.
+    output_dim: dimension of the final linear projection; None for none.
+    hidden_units: hidden layer sizes (ReLU by default) before the projection.
+    activation: activation of the hidden layers.
+    l2_normalize: l2-normalise the output (cosine similarity downstream).
+    dropout: dropout rate after each hidden layer (training only).
+
+  Call:
+    batch: dict with `history` int64 [B, L] and `history_mask` bool [B, L]
+      (other keys are ignored) -> float32 [B, D].
+
+  Attributes:
+    embedding_dim: D. normalized: whether outputs are unit vectors.
+
+  Example:
+    >>> tower = MeanPoolingUserTower(ItemEmbedding(num_items=100, dim=32),
+    ...                              output_dim=32, hidden_units=[64])
+    >>> tower({"history": h, "history_mask": h > 0})   # [B, 32]
+  """
+
+  def __init__(self, item_embedding, output_dim=None, hidden_units=(),
+               activation="relu", l2_normalize=False, dropout=0.0, **kwargs):
+    super().__init__(**kwargs)
+    self.item_embedding = item_embedding
+    self.output_dim = None if output_dim is None else int(output_dim)
+    self.hidden_units = [int(u) for u in hidden_units]
+    self.activation = activation
+    self.l2_normalize = bool(l2_normalize)
+    self.dropout = float(dropout)
+
+    # === Layers ===
+    self.hidden_layers = [
+        keras.layers.Dense(u, activation=activation, name="hidden_%d" % i)
+        for i, u in enumerate(self.hidden_units)]
+    self.dropout_layers = [keras.layers.Dropout(self.dropout)
+                           for _ in self.hidden_units]
+    self.output_layer = (None if self.output_dim is None
+                         else keras.layers.Dense(self.output_dim, name="output"))
+
+  @property
+  def embedding_dim(self):
+    if self.output_dim is not None:
+      return self.output_dim
+    return self.hidden_units[-1] if self.hidden_units else self.item_embedding.dim
+
+  @property
+  def normalized(self):
+    return self.l2_normalize
+
+  def pooled_history(self, batch):
+    """Masked mean of the history item embeddings: [B, D_item]."""
+    history = batch["history"]                                  # [B, L]
+    mask = tf.cast(batch["history_mask"], tf.float32)           # [B, L]
+    vectors = self.item_embedding(history) * mask[..., None]    # [B, L, D_item]
+    count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)        # [B]
+    return tf.reduce_sum(vectors, axis=1) / count[:, None]      # [B, D_item]
+
+  def call(self, batch, training=False):
+    x = self.pooled_history(batch)                    # [B, D_item]
+    for dense, drop in zip(self.hidden_layers, self.dropout_layers):
+      x = drop(dense(x), training=training)           # [B, H]
+    if self.output_layer is not None:
+      x = self.output_layer(x)                        # [B, D]
+    if self.l2_normalize:
+      x = tf.math.l2_normalize(x, axis=-1)            # [B, D]
+    return x
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(item_embedding=keras.layers.serialize(self.item_embedding),
+                  output_dim=self.output_dim, hidden_units=list(self.hidden_units),
+                  activation=self.activation, l2_normalize=self.l2_normalize,
+                  dropout=self.dropout)
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["item_embedding"] = keras.layers.deserialize(config["item_embedding"])
+    return cls(**config)

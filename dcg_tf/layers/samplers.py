@@ -1,0 +1,149 @@
+"""Negative samplers over the item vocabulary and proposal distributions.
+
+`AliasSampler` draws ids from any discrete distribution in O(1) per draw with
+Walker's alias method (Walker, ACM TOMS 1977; Vose, IEEE TSE 1991), the
+sampler CLRec's baselines use (CLRec, KDD'21, appendix B.3, via AliGraph). The
+tables are built once in NumPy; sampling runs in TensorFlow. Every draw comes
+with its probability q(y), for the log-Q correction of sampled softmax
+(CLRec Eq. 2).
+
+Proposal helpers return NumPy probability vectors over item ids `0..N` with
+`p[0] = 0` (item 0 is padding and is never drawn).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+class AliasSampler(tf.Module):
+  """Samples ids i with probability p_i using Walker's alias tables.
+
+  Table construction (Vose): scale `p` by n so the mean is 1; pair each
+  "small" bucket (mass < 1) with a "large" one that donates the remainder.
+  A draw picks a bucket `k` uniformly and keeps it with probability
+  `accept[k]`, otherwise returns `alias[k]`. Hence
+  `P(i) = (accept[i] + sum_{k: alias[k] = i} (1 - accept[k])) / n = p_i`
+  exactly (up to float rounding), tested in tests/layers/test_samplers.py.
+
+  The tables are non-trainable `tf.Variable`s (not graph constants), so a 10M
+  item vocabulary does not bloat traced graphs. The sampler is training-only
+  state: keep it on the training model, never on a tower.
+
+  Args:
+    probabilities: 1-D array of non-negative weights (normalised here), e.g.
+      `unigram(item_count, 0.75)`.
+
+  Example:
+    >>> sampler = AliasSampler(unigram(item_count, power=0.75))
+    >>> ids, q = sampler.sample(2560)   # int64 [2560], float32 [2560]
+  """
+
+  def __init__(self, probabilities, name=None):
+    super().__init__(name=name)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+      raise ValueError("AliasSampler: probabilities must be a non-empty 1-D array, "
+                       "got shape %s" % (p.shape,))
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+      bad = int(np.flatnonzero(~np.isfinite(p) | (p < 0))[0])
+      raise ValueError("AliasSampler: probabilities must be finite and >= 0; "
+                       "entry %d is %r" % (bad, p[bad]))
+    if p.sum() <= 0:
+      raise ValueError("AliasSampler: probabilities sum to 0")
+    p = p / p.sum()
+    accept, alias = build_alias_tables(p)
+    self.size = p.size
+    self.accept = tf.Variable(accept.astype(np.float32), trainable=False,
+                              name="accept")
+    self.alias = tf.Variable(alias, trainable=False, name="alias")
+    self.probabilities = tf.Variable(p.astype(np.float32), trainable=False,
+                                     name="probabilities")
+
+  def sample(self, num_samples, seed=None, generator=None):
+    """Draws `num_samples` ids with replacement.
+
+    Args:
+      num_samples: number of draws S.
+      seed: optional shape-[2] integer seed for stateless (repeatable) draws.
+      generator: optional `tf.random.Generator` (its state checkpoints with the
+        trainer, so resumed runs continue the same stream). Default: the global
+        TF random state.
+
+    Returns:
+      ids int64 [S] and their probabilities q(ids) float32 [S].
+    """
+    shape = [num_samples, 2]
+    if seed is not None:
+      u = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
+    elif generator is not None:
+      u = generator.uniform(shape, dtype=tf.float32)
+    else:
+      u = tf.random.uniform(shape, dtype=tf.float32)
+    bucket = tf.minimum(tf.cast(u[:, 0] * self.size, tf.int64), self.size - 1)  # [S]
+    keep = u[:, 1] < tf.gather(self.accept, bucket)                            # [S]
+    ids = tf.where(keep, bucket, tf.gather(self.alias, bucket))                # [S]
+    return ids, self.probability(ids)
+
+  def probability(self, ids):
+    """q(ids): the probability of drawing each id, float32 [...]."""
+    return tf.gather(self.probabilities, tf.cast(ids, tf.int64))
+
+
+def build_alias_tables(p):
+  """Vose's alias tables for a normalised p [n]: (accept float64 [n], alias int64 [n])."""
+  n = p.size
+  scaled = p * n
+  accept = np.ones(n, dtype=np.float64)
+  alias = np.arange(n, dtype=np.int64)
+  small = [i for i in range(n) if scaled[i] < 1.0]
+  large = [i for i in range(n) if scaled[i] >= 1.0]
+  while small and large:
+    s, l = small.pop(), large.pop()
+    accept[s] = scaled[s]
+    alias[s] = l
+    scaled[l] = scaled[l] + scaled[s] - 1.0
+    (small if scaled[l] < 1.0 else large).append(l)
+  # Leftovers hold mass 1 up to rounding: they keep themselves.
+  for i in small + large:
+    accept[i] = 1.0
+  return accept, alias
+
+
+def uniform(num_items):
+  """Uniform over items 1..N: p [N+1] with p[0] = 0."""
+  p = np.full(num_items + 1, 1.0 / num_items)
+  p[0] = 0.0
+  return p
+
+
+def log_uniform(num_items):
+  """Zipfian (log-uniform) over items 1..N by id: p_i = log((i+1)/i) / log(N+1).
+
+  The distribution of TF's `log_uniform_candidate_sampler` shifted to skip
+  padding; it approximates popularity when ids are sorted by decreasing count.
+  The terms telescope: sum_{i=1..N} log((i+1)/i) = log(N+1).
+  """
+  i = np.arange(1, num_items + 1, dtype=np.float64)
+  p = np.zeros(num_items + 1)
+  p[1:] = np.log1p(1.0 / i) / np.log(num_items + 1.0)
+  return p
+
+
+def unigram(counts, power=1.0):
+  """Popularity proposal p_i proportional to counts[i]**power, p[0] = 0.
+
+  `power=0.75` is word2vec's / CLRec appendix B.3's degree^0.75. Items never
+  seen get 0 (never drawn as negatives).
+
+  Args:
+    counts: item_count [N+1] (row 0 is padding).
+    power: exponent applied to the counts.
+  """
+  counts = np.asarray(counts, dtype=np.float64)
+  if counts.ndim != 1 or np.any(counts < 0):
+    raise ValueError("unigram: counts must be a 1-D array of non-negative values")
+  p = counts ** power
+  p[0] = 0.0
+  if p.sum() <= 0:
+    raise ValueError("unigram: all item counts are 0")
+  return p / p.sum()

@@ -1,0 +1,64 @@
+"""Sampled softmax with log-Q correction over negatives shared by the batch.
+
+CLRec (Zhou et al., KDD'21) Eq. (2), the TensorFlow variant of Jean et al.
+(ACL'15) / Bengio & Senecal: negatives y_1..y_L are drawn from a proposal
+p_n(y) over the whole vocabulary (e.g. `dcg_tf.layers.samplers.AliasSampler`),
+and every logit, the positive's included, is corrected by -log p_n(y). Without
+the correction (log-Q terms None) this is CLRec's contrastive loss, Eq. (3).
+"""
+
+import tensorflow as tf
+
+from dcg_tf.losses.in_batch_softmax import MASKED_LOGIT
+
+
+def sampled_softmax(query, positive, negatives, positive_log_q=None,
+                    negative_log_q=None, temperature=1.0, positive_ids=None,
+                    negative_ids=None):
+  """Per-example sampled softmax cross-entropy, CLRec Eq. (2).
+
+  loss_i = -log exp(o_i) / (exp(o_i) + sum_l exp(o_il)), with
+  o_i = <q_i, p_i> / T - log q(y_i) and o_il = <q_i, n_l> / T - log q(y_l);
+  negatives with the same id as the positive of row i are removed from row i.
+
+  Args:
+    query: [B, D] user embeddings f(x).
+    positive: [B, D] embeddings g(y) of each example's positive.
+    negatives: [S, D] embeddings of S negatives shared by the batch.
+    positive_log_q: optional [B] log p_n(y_i) of the positives.
+    negative_log_q: optional [S] log p_n(y_l) of the negatives. Give both or
+      neither.
+    temperature: divides the scores before the correction.
+    positive_ids: optional [B] ids of the positives; with `negative_ids` [S],
+      removes accidental hits.
+    negative_ids: optional [S] ids of the negatives.
+
+  Returns:
+    float32 [B] loss per example.
+
+  Example:
+    >>> ids, q = sampler.sample(2560)
+    >>> loss = sampled_softmax(u, item_tower(target), item_tower(ids),
+    ...                        tf.math.log(sampler.probability(target)),
+    ...                        tf.math.log(q), positive_ids=target, negative_ids=ids)
+  """
+  if (positive_log_q is None) != (negative_log_q is None):
+    raise ValueError("sampled_softmax: give both positive_log_q and "
+                     "negative_log_q, or neither")
+  if (positive_ids is None) != (negative_ids is None):
+    raise ValueError("sampled_softmax: give both positive_ids and negative_ids, "
+                     "or neither")
+  query = tf.convert_to_tensor(query, tf.float32)
+  positive = tf.convert_to_tensor(positive, tf.float32)
+  negatives = tf.convert_to_tensor(negatives, tf.float32)
+  positive_logits = tf.reduce_sum(query * positive, axis=-1) / temperature     # [B]
+  negative_logits = tf.matmul(query, negatives, transpose_b=True) / temperature  # [B, S]
+  if positive_log_q is not None:
+    positive_logits -= tf.cast(positive_log_q, tf.float32)                    # [B]
+    negative_logits -= tf.cast(negative_log_q, tf.float32)[None, :]           # [B, S]
+  if positive_ids is not None:
+    hit = tf.equal(tf.convert_to_tensor(positive_ids)[:, None],
+                   tf.convert_to_tensor(negative_ids)[None, :])               # [B, S]
+    negative_logits = tf.where(hit, MASKED_LOGIT, negative_logits)            # [B, S]
+  logits = tf.concat([positive_logits[:, None], negative_logits], axis=1)     # [B, 1+S]
+  return tf.reduce_logsumexp(logits, axis=1) - positive_logits                # [B]

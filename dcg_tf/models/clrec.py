@@ -1,0 +1,258 @@
+"""CLRec: queue-based contrastive learning for debiased candidate generation.
+
+CLRec (Zhou et al., KDD'21), section 3.1 and Figure 1: the negatives of Eq. 3
+come from a FIFO queue of the positives of recent batches, which follows
+p_data(y) and so approximates the IPW loss of Eq. 4 without a propensity model.
+Three variants (Figure 1): (a) `queue="in_batch"`; (b) `queue="raw"`: the queue
+holds item ids, re-encoded by the current item tower every step (the authors'
+code); (c) `queue="cached"`: the queue holds computed g(y), no gradient through
+earlier batches. The present batch's positives are enqueued before the loss is
+computed, so they are negatives of the other rows of the batch (with gradient)
+and a queued copy of a row's own positive is masked as an accidental hit.
+Optional: a MoCo key encoder filling the cached queue (Table 7) and the u2u
+auxiliary task (section 4.2.2, appendix B.4).
+"""
+
+import tensorflow as tf
+
+from dcg_tf.layers.momentum_encoder import MomentumEncoder
+from dcg_tf.layers.queue import FIFOQueue
+from dcg_tf.losses.queue_contrastive import queue_contrastive
+from dcg_tf.models.base import RetrievalModel
+
+QUEUE_VARIANTS = ("in_batch", "raw", "cached")
+
+
+def _embedding_dim(tower):
+  dim = getattr(tower, "embedding_dim", None)
+  if not isinstance(dim, int):
+    raise ValueError("CLRecModel: %r has no int `embedding_dim` (needed for a "
+                     "cached queue)" % (tower,))
+  return dim
+
+
+class CLRecModel(RetrievalModel):
+  """Single-queue CLRec training model (u2i, optionally + u2u).
+
+  Args:
+    user_tower: batch dict -> [B, D] (e.g. `CLRecUserTower`).
+    item_tower: item ids int64 [B] -> [B, D].
+    queue: "in_batch" | "raw" | "cached" (Figure 1 a/b/c).
+    queue_size: |Q|, 2,560 with batch 256 in the paper (appendix A).
+    temperature: rho of the cosine similarity (0.07, appendix B.2).
+    momentum: None, or m of a MoCo key encoder (copy of the item tower, and of
+      the user tower for u2u) that fills the cached queues (Table 7). Only
+      with `queue="cached"`. The present batch still uses the online towers.
+    u2u_weight: weight of the u2u loss (0 disables the task).
+    u2u_queue_size: size of the u2u queue (cached user representations).
+    u2u_max_after: the "after" sequence holds at most this many clicks (B.4).
+    remove_accidental_hits: mask queued copies of a row's positive.
+    seed: seed of the u2u split-time sampler.
+
+  Example:
+    >>> model = CLRecModel(user_tower, item_tower, queue="cached")
+    >>> model.compile(optimizer=LazyAdam(1e-3)); model.fit(train_batches)
+  """
+
+  def __init__(self, user_tower, item_tower, queue="raw", queue_size=2560,
+               temperature=0.07, momentum=None, u2u_weight=0.0,
+               u2u_queue_size=2560, u2u_max_after=10,
+               remove_accidental_hits=True, seed=0, **kwargs):
+    super().__init__(user_tower, item_tower, **kwargs)
+    if queue not in QUEUE_VARIANTS:
+      raise ValueError("CLRecModel: queue must be one of %s, got %r"
+                       % (QUEUE_VARIANTS, queue))
+    if momentum is not None and queue != "cached":
+      raise ValueError("CLRecModel: momentum needs queue='cached' (Table 7), "
+                       "got queue=%r" % queue)
+    self.queue = queue
+    self.queue_size = int(queue_size)
+    self.temperature = float(temperature)
+    self.momentum = None if momentum is None else float(momentum)
+    self.u2u_weight = float(u2u_weight)
+    self.u2u_queue_size = int(u2u_queue_size)
+    self.u2u_max_after = int(u2u_max_after)
+    self.remove_accidental_hits = bool(remove_accidental_hits)
+    self.seed = int(seed)
+    # === Training-only state (never reachable from the towers) ===
+    self.item_queue = None          # raw: ids; cached: representations
+    self.item_id_queue = None       # cached: ids, for accidental hits
+    if queue == "raw":
+      self.item_queue = FIFOQueue(self.queue_size, (), "int64", name="item_queue")
+    elif queue == "cached":
+      self.item_queue = FIFOQueue(self.queue_size, (_embedding_dim(item_tower),),
+                                  "float32", name="item_queue")
+      self.item_id_queue = FIFOQueue(self.queue_size, (), "int64",
+                                     name="item_id_queue")
+    self.item_key_encoder = None
+    self.user_key_encoder = None
+    if self.momentum is not None:
+      self.item_key_encoder = MomentumEncoder(item_tower, self.momentum,
+                                              name="item_key_encoder")
+    if self.u2u_weight > 0:
+      self.u2u_queue = FIFOQueue(self.u2u_queue_size, (_embedding_dim(user_tower),),
+                                 "float32", name="u2u_queue")
+      self.u2u_id_queue = FIFOQueue(self.u2u_queue_size, (), "int64",
+                                    name="u2u_id_queue")
+      self.split_rng = tf.random.Generator.from_seed(self.seed)
+      if self.momentum is not None:
+        self.user_key_encoder = MomentumEncoder(user_tower, self.momentum,
+                                                name="user_key_encoder")
+
+  # --- queues -------------------------------------------------------------
+
+  @staticmethod
+  def _enqueue_then_read(queue, values, batch_size, training):
+    """Enqueues `values` (when training), then returns (buffer, valid).
+
+    The slots this batch occupies (or would occupy, at evaluation) are marked
+    invalid: the caller puts the present batch's live tensors (with gradient)
+    in front of the buffer instead, so the negatives are exactly the queue
+    after the enqueue.
+    """
+    slots = (queue.pointer + tf.range(batch_size, dtype=tf.int64)) % queue.capacity
+    if training:
+      queue.enqueue(values)
+    buffer, valid = queue.contents()                              # [C, ...], [C]
+    present = tf.scatter_nd(slots[:, None], tf.ones_like(slots, tf.bool),
+                            [queue.capacity])                     # [C]
+    return buffer, tf.logical_and(valid, tf.logical_not(present))
+
+  def _item_negatives(self, target, positive, training):
+    """Returns (negatives [Q', D], valid [Q'], ids [Q']) for Eq. 3."""
+    batch_size = tf.shape(target, out_type=tf.int64)[0]
+    ones = tf.ones_like(target, tf.bool)                           # [B]
+    if self.queue == "in_batch":
+      return positive, ones, target
+    if self.queue == "raw":
+      ids, valid = self._enqueue_then_read(self.item_queue, target, batch_size,
+                                           training)               # [C]
+      encoded = self.item_tower(ids, training=training)            # [C, D]
+      return (tf.concat([positive, encoded], 0), tf.concat([ones, valid], 0),
+              tf.concat([target, ids], 0))
+    if self.item_key_encoder is not None:
+      keys = self.item_key_encoder(target)                         # [B, D]
+    else:
+      keys = tf.stop_gradient(positive)                            # [B, D]
+    cached, valid = self._enqueue_then_read(self.item_queue, keys, batch_size,
+                                            training)              # [C, D]
+    ids, _ = self._enqueue_then_read(self.item_id_queue, target, batch_size,
+                                     training)                     # [C]
+    return (tf.concat([positive, cached], 0), tf.concat([ones, valid], 0),
+            tf.concat([target, ids], 0))
+
+  # --- u2u ----------------------------------------------------------------
+
+  def split_sequences(self, batch):
+    """Splits history + target at a sampled time (u2u, appendix B.4).
+
+    For a row with n >= 1 history clicks, the full sequence s_0..s_n (s_n =
+    the target) is cut at a uniform k in [1, n]: "before" = s_0..s_{k-1}
+    (query time: s_k's time), "after" = s_k..s_{min(k + A, n + 1) - 1}, A =
+    `u2u_max_after` (query time: its last click's time). Both are
+    left-aligned [B, L] batches. Rows with n = 0 are invalid.
+
+    Returns:
+      (before batch, after batch, row_valid bool [B]).
+    """
+    history = tf.cast(batch["history"], tf.int64)                  # [B, L]
+    mask = tf.cast(batch["history_mask"], tf.bool)                 # [B, L]
+    times = tf.cast(batch["history_timestamp"], tf.int64)          # [B, L]
+    target = tf.cast(batch["target"], tf.int64)                    # [B]
+    target_time = tf.cast(batch["target_timestamp"], tf.int64)     # [B]
+    max_len = tf.shape(history, out_type=tf.int64)[1]
+    n = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)             # [B]
+    positions = tf.range(max_len + 1, dtype=tf.int64)[None, :]     # [1, L+1]
+    pad = tf.zeros_like(history[:, :1])                            # [B, 1]
+    sequence = tf.where(positions < n[:, None],
+                        tf.concat([history, pad], 1),
+                        tf.where(positions == n[:, None], target[:, None], 0))
+    sequence_time = tf.where(positions < n[:, None],
+                             tf.concat([times, pad], 1),
+                             tf.where(positions == n[:, None],
+                                      target_time[:, None], 0))   # [B, L+1]
+    uniform = self.split_rng.uniform(tf.shape(n), dtype=tf.float32)
+    k = 1 + tf.cast(tf.floor(uniform * tf.cast(n, tf.float32)), tf.int64)
+    k = tf.clip_by_value(k, 1, tf.maximum(n, 1))                   # [B]
+    row_valid = n >= 1
+
+    def take(values, index):                                       # [B, L+1], [B, X]
+      return tf.gather(values, tf.minimum(index, max_len), batch_dims=1)
+
+    before_mask = positions[:, :-1] < k[:, None]                   # [B, L]
+    before = {
+        "history": tf.where(before_mask, history, 0),
+        "history_mask": before_mask,
+        "history_timestamp": tf.where(before_mask, times, 0),
+        "target_timestamp": take(sequence_time, k[:, None])[:, 0],
+    }
+    if "user" in batch:
+      before["user"] = batch["user"]
+    length = tf.minimum(tf.cast(self.u2u_max_after, tf.int64), max_len)
+    index = k[:, None] + positions[:, :-1]                          # [B, L]
+    after_mask = tf.logical_and(index <= n[:, None],
+                                positions[:, :-1] < length)         # [B, L]
+    last = tf.minimum(k + length - 1, n)                            # [B]
+    after = {
+        "history": tf.where(after_mask, take(sequence, index), 0),
+        "history_mask": after_mask,
+        "history_timestamp": tf.where(after_mask, take(sequence_time, index), 0),
+        "target_timestamp": take(sequence_time, last[:, None])[:, 0],
+    }
+    if "user" in batch:
+      after["user"] = batch["user"]
+    return before, after, row_valid
+
+  def _u2u_loss(self, batch, training):
+    if "user" not in batch:
+      raise KeyError("CLRecModel: u2u needs the `user` field of the batch "
+                     "(it has: %s)" % ", ".join(sorted(batch)))
+    before, after, row_valid = self.split_sequences(batch)
+    query = self.user_tower(before, training=training)             # [B, D]
+    positive = self.user_tower(after, training=training)           # [B, D]
+    users = tf.where(row_valid, tf.cast(batch["user"], tf.int64), -1)  # [B]
+    if self.user_key_encoder is not None:
+      keys = self.user_key_encoder(after)                          # [B, D]
+    else:
+      keys = tf.stop_gradient(positive)
+    batch_size = tf.shape(users, out_type=tf.int64)[0]
+    cached, valid = self._enqueue_then_read(self.u2u_queue, keys, batch_size,
+                                            training)              # [C, D]
+    ids, _ = self._enqueue_then_read(self.u2u_id_queue, users, batch_size,
+                                     training)                     # [C]
+    negatives = tf.concat([positive, cached], 0)                   # [B + C, D]
+    negative_ids = tf.concat([users, ids], 0)                      # [B + C]
+    negatives_valid = tf.concat([row_valid, valid], 0) & (negative_ids >= 0)
+    loss = queue_contrastive(
+        query, positive, negatives, negatives_valid,
+        users if self.remove_accidental_hits else None,
+        negative_ids if self.remove_accidental_hits else None,
+        self.temperature)                                          # [B]
+    weight = tf.cast(row_valid, loss.dtype)
+    return tf.reduce_sum(loss * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
+
+  # --- training -------------------------------------------------------------
+
+  def compute_loss(self, inputs, training=False):  # pylint: disable=arguments-differ
+    target = tf.cast(inputs["target"], tf.int64)                   # [B]
+    query = self.user_tower(inputs, training=training)             # [B, D]
+    positive = self.item_tower(target, training=training)          # [B, D]
+    negatives, valid, ids = self._item_negatives(target, positive, training)
+    u2i = tf.reduce_mean(queue_contrastive(
+        query, positive, negatives, valid,
+        target if self.remove_accidental_hits else None,
+        ids if self.remove_accidental_hits else None,
+        self.temperature))
+    outputs = {"u2i_loss": u2i}
+    total = u2i
+    if self.u2u_weight > 0:
+      u2u = self._u2u_loss(inputs, training)
+      outputs["u2u_loss"] = u2u
+      total = total + self.u2u_weight * u2u
+    outputs["loss"] = total
+    return outputs
+
+  def after_train_step(self):
+    for encoder in (self.item_key_encoder, self.user_key_encoder):
+      if encoder is not None:
+        encoder.update()

@@ -1,0 +1,309 @@
+"""Export of trained towers as SavedModels that take raw ids.
+
+Only the towers are exported (tfrs style, `layers/factorized_top_k.py`): the
+serving modules hold `user_tower`, `item_tower` and the id vocabularies as
+in-graph `tf.lookup.StaticHashTable`s, never the training model, so losses,
+queues and momentum encoders cannot enter the SavedModel (docs/design.md).
+
+`export_dir` receives:
+  user_tower/          SavedModel; signatures
+                         serving_default(history string [B, L])
+                         serve_with_context(history string [B, L],
+                                            history_timestamp int64 [B, L],
+                                            query_timestamp int64 [B],
+                                            user_id string [B])
+                       -> {"embedding": [B, D]} or, multi-interest,
+                          {"embeddings": [B, K, D], "mask": bool [B, K]}.
+                       '' pads; unknown ids map to 0 and are dropped; the known
+                       ids are left-aligned and the most recent `max_len` kept
+                       (the training batch layout). serving_default fills
+                       timestamps with 0 and the user with 0 (unknown).
+  item_tower/          SavedModel; serving_default(item_id string [B])
+                       -> {"embedding": [B, D], "known": bool [B]}; unknown ids
+                       give a zero row and known = False.
+  item_embeddings.npy  float32 [N, D]; row r = item index r + 1.
+  item_ids.txt         raw item id of row r on line r.
+  export.json          dims, metric, multi-interest flag, max_len, dataset
+                       fingerprint and the export fingerprint (sha256 of
+                       item_embeddings.npy and the dims) that Faiss indexes
+                       built from this export carry.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+EXPORT_FILE = "export.json"
+EMBEDDINGS_FILE = "item_embeddings.npy"
+ITEM_IDS_FILE = "item_ids.txt"
+USER_TOWER_DIR = "user_tower"
+ITEM_TOWER_DIR = "item_tower"
+_FORMAT_VERSION = 1
+_CHUNK = 4096
+
+
+def vocabulary_table(vocab, name):
+  """An in-graph `StaticHashTable`: line v-1 of `vocab` -> v, anything else -> 0.
+
+  Args:
+    vocab: list of raw ids (str), index = position + 1 (docs/design.md).
+    name: the vocabulary's name, for error messages.
+  """
+  vocab = [str(v) for v in vocab]
+  if "" in vocab:
+    raise ValueError("vocabulary %r contains the empty string at line %d; '' is "
+                     "reserved for padding" % (name, vocab.index("") + 1))
+  if len(set(vocab)) != len(vocab):
+    seen = set()
+    duplicate = next(v for v in vocab if v in seen or seen.add(v))
+    raise ValueError("vocabulary %r lists %r twice (lines %d and later)"
+                     % (name, duplicate, vocab.index(duplicate) + 1))
+  keys = tf.constant(vocab if vocab else [""], tf.string)
+  values = tf.range(1, len(vocab) + 1, dtype=tf.int64) if vocab else tf.constant(
+      [0], tf.int64)
+  return tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(keys, values), default_value=0,
+      name="%s_vocabulary" % name)
+
+
+def left_align_recent(ids, max_len, *aligned):
+  """Drops ids == 0, left-aligns the rest and keeps the last `max_len` of each row.
+
+  Args:
+    ids: int64 [B, L] item indices, 0 = padding or unknown.
+    max_len: output length.
+    *aligned: tensors [B, L] moved along with `ids` (e.g. timestamps).
+
+  Returns:
+    ids int64 [B, max_len] and each of `aligned` [B, max_len], 0-padded at the end.
+  """
+  known = ids > 0                                              # [B, L]
+  rank = tf.cumsum(tf.cast(known, tf.int32), axis=1)           # [B, L] 1-based
+  count = tf.reduce_sum(tf.cast(known, tf.int32), axis=1, keepdims=True)  # [B, 1]
+  keep = known & (rank > count - max_len)                      # [B, L]
+  return [tf.ragged.boolean_mask(t, keep).to_tensor(
+      default_value=tf.zeros([], t.dtype), shape=[None, max_len])  # [B, max_len]
+          for t in (ids,) + aligned]
+
+
+def _untracked_call(tower):
+  """`tower(inputs, training=False)` as a plain function.
+
+  The serving modules track the tower's variables, not the Keras object: the
+  SavedModel then holds the traced signatures and those variables only (no
+  Keras layer metadata, nothing else reachable from the tower), and saving
+  skips Keras' per-layer tracing.
+  """
+  return lambda inputs: tower(inputs, training=False)
+
+
+class UserTowerServing(tf.Module):
+  """Raw ids -> user embedding(s); the module saved as `user_tower/`.
+
+  Args:
+    tower: the user tower (batch dict -> [B, D] or `([B, K, D], [B, K])`).
+    item_vocab: raw item ids, index = position + 1.
+    user_vocab: raw user ids, index = position + 1.
+    max_len: history length the tower was trained with.
+  """
+
+  def __init__(self, tower, item_vocab, user_vocab, max_len, name=None):
+    super().__init__(name=name)
+    self._tower = _untracked_call(tower)
+    self.item_table = vocabulary_table(item_vocab, "item")
+    self.user_table = vocabulary_table(user_vocab, "user")
+    self.max_len = int(max_len)
+    # One eager call builds the tower (Keras creates variables on first call)
+    # and tells the output structure.
+    probe = self.embed(tf.constant([item_vocab[:1]], tf.string),
+                       tf.zeros([1, len(item_vocab[:1])], tf.int64),
+                       tf.zeros([1], tf.int64), tf.constant([""]))
+    self.multi_interest = "embeddings" in probe
+    self.num_interests = (int(probe["embeddings"].shape[1])
+                          if self.multi_interest else None)
+    self.embedding_dim = int(probe["embeddings" if self.multi_interest
+                                   else "embedding"].shape[-1])
+    self.tower_variables = list(tower.variables)
+
+  def embed(self, history, history_timestamp, query_timestamp, user_id):
+    history_ids = self.item_table.lookup(history)              # [B, L]
+    ids, timestamps = left_align_recent(history_ids, self.max_len,
+                                        history_timestamp)     # [B, max_len] x 2
+    batch = {
+        "history": ids,
+        "history_mask": ids > 0,
+        "history_timestamp": timestamps,
+        "target_timestamp": query_timestamp,
+        "user": self.user_table.lookup(user_id),               # [B]
+    }
+    outputs = self._tower(batch)
+    if isinstance(outputs, (tuple, list)):
+      vectors, mask = outputs                                  # [B, K, D], [B, K]
+      return {"embeddings": tf.cast(vectors, tf.float32),
+              "mask": tf.cast(mask, tf.bool)}
+    return {"embedding": tf.cast(outputs, tf.float32)}         # [B, D]
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None], tf.string, name="history")])
+  def serve(self, history):
+    shape = tf.shape(history)
+    return self.embed(history, tf.zeros(shape, tf.int64),
+                      tf.zeros(shape[:1], tf.int64), tf.fill(shape[:1], ""))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None], tf.string, name="history"),
+      tf.TensorSpec([None, None], tf.int64, name="history_timestamp"),
+      tf.TensorSpec([None], tf.int64, name="query_timestamp"),
+      tf.TensorSpec([None], tf.string, name="user_id")])
+  def serve_with_context(self, history, history_timestamp, query_timestamp,
+                         user_id):
+    return self.embed(history, history_timestamp, query_timestamp, user_id)
+
+
+class ItemTowerServing(tf.Module):
+  """Raw item ids -> item embeddings; the module saved as `item_tower/`.
+
+  Args:
+    tower: the item tower (int64 [B] -> [B, D]); it gathers item features
+      from the catalog arrays it holds.
+    item_vocab: raw item ids, index = position + 1.
+  """
+
+  def __init__(self, tower, item_vocab, name=None):
+    super().__init__(name=name)
+    self._tower = _untracked_call(tower)
+    self.item_table = vocabulary_table(item_vocab, "item")
+    self.embedding_dim = int(self._tower(tf.constant([0], tf.int64)).shape[-1])
+    self.tower_variables = list(tower.variables)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+  def serve(self, item_id):
+    ids = self.item_table.lookup(item_id)                      # [B]
+    known = ids > 0                                            # [B]
+    embedding = tf.cast(self._tower(ids), tf.float32)         # [B, D]
+    embedding = tf.where(known[:, None], embedding, tf.zeros_like(embedding))
+    return {"embedding": embedding, "known": known}
+
+
+def item_embedding_matrix(item_tower, num_items):
+  """Runs the item tower on items 1..N; float32 [N, D], row r = item r + 1."""
+  embed = tf.function(lambda ids: item_tower(ids, training=False))
+  chunks = []
+  for start in range(1, num_items + 1, _CHUNK):
+    ids = tf.range(start, min(start + _CHUNK, num_items + 1), dtype=tf.int64)
+    chunks.append(embed(ids).numpy().astype(np.float32))       # [chunk, D]
+  return np.concatenate(chunks, axis=0)
+
+
+def export_fingerprint(embeddings_path, dims, extra=None):
+  """sha256 of the embeddings file bytes, the dims and `extra` (JSON)."""
+  digest = hashlib.sha256()
+  with open(embeddings_path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  digest.update(json.dumps({"dims": dims, "extra": extra}, sort_keys=True).encode())
+  return digest.hexdigest()
+
+
+def export_towers(user_tower, item_tower, data, export_dir, max_len,
+                  fingerprint_extra=None, overwrite=False):
+  """Writes the serving SavedModels, item embeddings and `export.json`.
+
+  Args:
+    user_tower: trained user tower (e.g. `model.user_tower`).
+    item_tower: trained item tower (e.g. `model.item_tower`).
+    data: the `ProcessedDataset` the model was trained on; uses
+      `vocab("item")`, `vocab("user")` and `fingerprint`.
+    export_dir: output directory; must be empty or absent unless `overwrite`.
+    max_len: history length the user tower was trained with.
+    fingerprint_extra: JSON-serialisable provenance (e.g. the checkpoint path)
+      recorded in `export.json` and mixed into the export fingerprint.
+    overwrite: allow writing into a non-empty `export_dir`.
+
+  Returns:
+    The content of `export.json` (dict).
+  """
+  if os.path.isdir(export_dir) and os.listdir(export_dir) and not overwrite:
+    raise FileExistsError("%s is not empty; choose a new --export_dir" % export_dir)
+  if max_len < 1:
+    raise ValueError("max_len must be >= 1, got %r" % max_len)
+  item_vocab = list(data.vocab("item"))
+  user_vocab = list(data.vocab("user"))
+  if not item_vocab:
+    raise ValueError("the dataset's item vocabulary is empty")
+  for line, item_id in enumerate(item_vocab, 1):
+    if "\n" in item_id or "\r" in item_id:
+      raise ValueError("item vocabulary line %d: id %r contains a newline"
+                       % (line, item_id))
+  os.makedirs(export_dir, exist_ok=True)
+
+  user_module = UserTowerServing(user_tower, item_vocab, user_vocab, max_len)
+  item_module = ItemTowerServing(item_tower, item_vocab)
+  embeddings = item_embedding_matrix(item_tower, len(item_vocab))  # [N, D]
+  dim = item_module.embedding_dim
+  if user_module.embedding_dim != dim:
+    raise ValueError("the user tower returns dimension %d, the item tower %d"
+                     % (user_module.embedding_dim, dim))
+  for tower in (user_tower, item_tower):
+    declared = getattr(tower, "embedding_dim", None)
+    if declared is not None and int(declared) != dim:
+      raise ValueError("%s.embedding_dim = %d but its output has dimension %d"
+                       % (type(tower).__name__, declared, dim))
+  normalized = bool(getattr(item_tower, "normalized", False)) and bool(
+      getattr(user_tower, "normalized", False))
+
+  tf.saved_model.save(
+      user_module, os.path.join(export_dir, USER_TOWER_DIR),
+      signatures={"serving_default": user_module.serve,
+                  "serve_with_context": user_module.serve_with_context})
+  tf.saved_model.save(item_module, os.path.join(export_dir, ITEM_TOWER_DIR),
+                      signatures={"serving_default": item_module.serve})
+  embeddings_path = os.path.join(export_dir, EMBEDDINGS_FILE)
+  np.save(embeddings_path, embeddings, allow_pickle=False)
+  ids_text = "".join(item_id + "\n" for item_id in item_vocab)
+  with open(os.path.join(export_dir, ITEM_IDS_FILE), "w") as f:
+    f.write(ids_text)
+
+  dims = {"num_items": len(item_vocab), "embedding_dim": dim}
+  content = {
+      "format_version": _FORMAT_VERSION,
+      "num_items": len(item_vocab),
+      "embedding_dim": dim,
+      "metric": "cosine" if normalized else "ip",
+      "normalized": normalized,
+      "multi_interest": user_module.multi_interest,
+      "num_interests": user_module.num_interests,
+      "max_len": int(max_len),
+      "dataset_fingerprint": getattr(data, "fingerprint", None),
+      "item_ids_sha256": hashlib.sha256(ids_text.encode()).hexdigest(),
+      "fingerprint_extra": fingerprint_extra,
+      "export_fingerprint": export_fingerprint(embeddings_path, dims,
+                                               fingerprint_extra),
+      "user_tower_class": type(user_tower).__name__,
+      "item_tower_class": type(item_tower).__name__,
+  }
+  with open(os.path.join(export_dir, EXPORT_FILE), "w") as f:
+    json.dump(content, f, indent=2, sort_keys=True)
+  return content
+
+
+def read_export(export_dir):
+  """Reads and checks `export_dir/export.json`; returns the dict."""
+  path = os.path.join(export_dir, EXPORT_FILE)
+  try:
+    with open(path) as f:
+      content = json.load(f)
+  except FileNotFoundError:
+    raise FileNotFoundError("%s: not an export directory (no %s); run "
+                            "python -m experiments.export first"
+                            % (export_dir, EXPORT_FILE)) from None
+  except json.JSONDecodeError as e:
+    raise ValueError("%s: not valid JSON (%s)" % (path, e)) from None
+  for field in ("num_items", "embedding_dim", "metric", "multi_interest",
+                "max_len", "export_fingerprint"):
+    if field not in content:
+      raise ValueError("%s: missing field %r" % (path, field))
+  return content

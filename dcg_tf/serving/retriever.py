@@ -1,0 +1,151 @@
+"""`dcg_tf.Retriever`: raw item history in, ranked raw item ids out.
+
+Loads an export written by `dcg_tf.serving.export.export_towers` (the user
+tower SavedModel, `item_embeddings.npy`, `item_ids.txt`) and, optionally, a
+Faiss index built by `experiments/build_index.py`. The top-K step is
+`dcg_tf.evaluation.topk.TopKSearcher`, the same code the evaluator ranks with.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from dcg_tf.evaluation.topk import TopKSearcher
+from dcg_tf.serving import export as export_lib
+from dcg_tf.serving import index as index_lib
+
+
+class Retriever:
+  """Retrieves the top-k items for raw item-id histories.
+
+  Args:
+    user_model: the loaded `user_tower/` SavedModel (`tf.saved_model.load`);
+      None for a Retriever that only searches query vectors
+      (`search_embeddings`), e.g. in benchmarks.
+    item_embeddings: float32 [N, D]; row r = item index r + 1.
+    item_ids: the N raw item ids in row order (`item_ids.txt`).
+    config: the export's `export.json` content.
+    item_index: optional `dcg_tf.serving.index.ItemIndex` (approximate search);
+      default exact inner-product search.
+
+  Example:
+    >>> retriever = dcg_tf.Retriever.from_export("demo_out/export")
+    >>> retriever
+    Retriever(items=12101, dim=64, metric='ip', search='exact flat', ...)
+    >>> retriever.retrieve(["B000052YQ0", "B0009RF9DW"], k=3)
+    [('B000GLRREU', 7.31), ('B0002JHI1I', 7.02), ('B000142FVW', 6.95)]
+  """
+
+  def __init__(self, user_model, item_embeddings, item_ids, config,
+               item_index=None):
+    item_embeddings = np.asarray(item_embeddings, dtype=np.float32)
+    if len(item_ids) != item_embeddings.shape[0]:
+      raise ValueError("%d item ids for %d embedding rows"
+                       % (len(item_ids), item_embeddings.shape[0]))
+    self.user_model = user_model
+    self.item_ids = list(item_ids)
+    self.config = dict(config)
+    self.item_index = item_index
+    self.metric = self.config["metric"]
+    self.multi_interest = bool(self.config["multi_interest"])
+    self.item_row = {item_id: row for row, item_id in enumerate(self.item_ids)}
+    if self.metric == "cosine":
+      item_embeddings = index_lib.l2_normalize(item_embeddings)
+    self.searcher = TopKSearcher(
+        item_embeddings, index=None if item_index is None else item_index.index,
+        item_offset=1)
+    self._serve = (None if user_model is None
+                   else user_model.signatures["serving_default"])
+
+  @classmethod
+  def from_export(cls, export_dir, index_dir=None):
+    """Loads `export_dir` and, if given, the Faiss index in `index_dir`.
+
+    The index must have been built from this export (its sidecar's fingerprint
+    is checked, `dcg_tf.serving.index.load_index`).
+    """
+    config = export_lib.read_export(export_dir)
+    embeddings = np.load(os.path.join(export_dir, export_lib.EMBEDDINGS_FILE),
+                         allow_pickle=False)
+    expected = (config["num_items"], config["embedding_dim"])
+    if embeddings.shape != expected:
+      raise ValueError("%s has shape %s, export.json says %s"
+                       % (export_lib.EMBEDDINGS_FILE, embeddings.shape, expected))
+    with open(os.path.join(export_dir, export_lib.ITEM_IDS_FILE)) as f:
+      item_ids = f.read().splitlines()
+    item_index = (None if index_dir is None
+                  else index_lib.load_index(index_dir, export_dir))
+    user_model = tf.saved_model.load(
+        os.path.join(export_dir, export_lib.USER_TOWER_DIR))
+    return cls(user_model, embeddings, item_ids, config, item_index)
+
+  def __repr__(self):
+    search = ("exact flat" if self.item_index is None else "%s %s" % (
+        self.item_index.kind, self.item_index.params))
+    return ("Retriever(items=%d, dim=%d, metric=%r, search=%r, multi_interest=%s, "
+            "max_len=%d)" % (len(self.item_ids), self.searcher.dimension,
+                             self.metric, search, self.multi_interest,
+                             self.config["max_len"]))
+
+  def user_embeddings(self, histories):
+    """Runs the user tower on raw histories; returns numpy outputs.
+
+    Returns:
+      [Q, D] vectors, or for multi-interest towers `(vectors [Q, K, D],
+      mask [Q, K])`.
+    """
+    if self._serve is None:
+      raise ValueError("this Retriever has no user tower (user_model=None); "
+                       "search with query vectors: search_embeddings(...)")
+    histories = [[str(item) for item in history] for history in histories]
+    width = max([1] + [len(h) for h in histories])
+    padded = [h + [""] * (width - len(h)) for h in histories]   # [Q, L] '' = pad
+    outputs = self._serve(history=tf.constant(padded, tf.string, shape=[len(padded), width]))
+    if self.multi_interest:
+      return outputs["embeddings"].numpy(), outputs["mask"].numpy()
+    return outputs["embedding"].numpy()
+
+  def search_embeddings(self, queries, k, exclude=None, query_mask=None):
+    """Top-k item indices for query embeddings: `TopKSearcher.search`."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if self.metric == "cosine":
+      shape = queries.shape
+      queries = index_lib.l2_normalize(queries.reshape(-1, shape[-1])).reshape(shape)
+    return self.searcher.search(queries, k, exclude=exclude, query_mask=query_mask)
+
+  def retrieve_batch(self, histories, k=20, exclude_history=True):
+    """Top-k `(item_id, score)` lists for each history (raw item ids, oldest first)."""
+    histories = [list(h) for h in histories]
+    if not histories:
+      return []
+    exclude = None
+    if exclude_history:
+      exclude = [np.array([self.item_row[i] + 1 for i in h if i in self.item_row],
+                          dtype=np.int64) for h in histories]
+    outputs = self.user_embeddings(histories)
+    if self.multi_interest:
+      vectors, mask = outputs                                   # [Q, K, D], [Q, K]
+      # A history with no known item may leave no valid interest; query with
+      # the first vector then (what the tower returns for an empty history).
+      mask = mask.copy()
+      mask[~mask.any(axis=1), 0] = True
+      scores, items = self.search_embeddings(vectors, k, exclude, mask)
+    else:
+      scores, items = self.search_embeddings(outputs, k, exclude)
+    return [[(self.item_ids[item - 1], float(score))
+             for score, item in zip(row_scores, row_items) if item > 0]
+            for row_scores, row_items in zip(scores, items)]
+
+  def retrieve(self, history, k=20, exclude_history=True):
+    """Top-k `(item_id, score)` for one history of raw item ids, best first.
+
+    Args:
+      history: raw item ids, oldest first; unknown ids are ignored.
+      k: number of items.
+      exclude_history: leave the history's items out of the results.
+    """
+    if isinstance(history, str):
+      raise TypeError("history must be a list of item ids, not a string; "
+                      "did you mean [%r]?" % history)
+    return self.retrieve_batch([history], k, exclude_history)[0]

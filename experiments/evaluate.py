@@ -1,0 +1,160 @@
+r"""Evaluates a trained model under one protocol; writes JSON, prints Markdown.
+
+  python -m experiments.evaluate --model_dir=DIR --data_dir=DIR \
+      --protocol=full|popular100|uniform100 --output=FILE.json \
+      [--split=test] [--keep_train_items] [--ks=1,5,10,20,50,100,200,500] \
+      [--candidates_dir=DIR] [--debias_png=FILE.png [--compare=NAME=DIR,...]]
+
+Rebuilds the model of `model_dir` (`dcg_tf.training.checkpoint`), computes the
+item embeddings `item_tower(1..N)` in batches and runs
+`dcg_tf.evaluation.evaluator.evaluate` (docs/design.md; the metric definitions
+are in `dcg_tf/evaluation/metrics.py`). The sampled protocols reuse the
+negatives saved next to the processed dataset (or in `--candidates_dir`), so
+every model is scored on the same candidates.
+
+With `--debias_png`, also CLRec's Table 10 and Figure 4 (aggregate diversity of
+the top-10 of one sequence per training user; degree-bucket impression
+histogram) for this model and the models of `--compare`, stored under
+"debias" in the JSON.
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
+import numpy as np
+import tensorflow as tf
+from dcg_tf.evaluation import debias
+from dcg_tf.evaluation import evaluator
+from dcg_tf.evaluation import protocols
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "A model_dir written by experiments/train.py.")
+flags.DEFINE_string("data_dir", None,
+                    "Processed dataset; default: the one recorded at training.")
+flags.DEFINE_enum("protocol", "full", list(protocols.PROTOCOLS), "Evaluation protocol.")
+flags.DEFINE_string("output", None, "Output JSON file.")
+flags.DEFINE_string("split", "test", "Evaluation split: valid or test.")
+flags.DEFINE_bool("keep_train_items", False,
+                  "full protocol: rank the users' earlier items too.")
+flags.DEFINE_list("ks", [str(k) for k in evaluator.DEFAULT_KS], "Cut-offs K.")
+flags.DEFINE_integer("batch_size", 512, "Users per user-tower batch.")
+flags.DEFINE_integer("max_len", None, "History length; default: the training one.")
+flags.DEFINE_string("candidates_dir", None,
+                    "Folder of the saved sampled negatives; default: data_dir.")
+flags.DEFINE_integer("seed", None, "Seed of the sampled negatives (default fixed).")
+flags.DEFINE_string("debias_png", None,
+                    "Also write CLRec's Figure 4 histogram here (and Table 10).")
+flags.DEFINE_list("compare", [],
+                  "NAME=MODEL_DIR pairs compared with --model_dir in --debias_png.")
+
+_ITEM_BATCH = 8192
+# Provenance keys of the output JSON, beside the metric keys.
+_META_KEYS = ("protocol", "split", "model_dir", "experiment", "data_dir",
+              "dataset_fingerprint", "exclude_train_items", "max_len", "debias")
+
+
+def item_embeddings(item_tower, num_items, batch_size=_ITEM_BATCH):
+  """float32 [N, D]: `item_tower(1..N)` computed in batches (row r = item r+1)."""
+  parts = []
+  for lo in range(1, num_items + 1, batch_size):
+    ids = tf.range(lo, min(lo + batch_size, num_items + 1), dtype=tf.int64)
+    parts.append(np.asarray(item_tower(ids, training=False), np.float32))
+  return np.concatenate(parts)
+
+
+def user_tower_fn(model):
+  """The model's user tower as the evaluator's `user_tower_fn` (inference mode)."""
+
+  def fn(batch):
+    output = model.user_tower(batch, training=False)
+    if isinstance(output, (tuple, list)):
+      return tuple(np.asarray(x) for x in output)
+    return np.asarray(output)
+  return fn
+
+
+def _load(model_dir, data_dir):
+  from dcg_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  info = checkpoint.read_run_info(model_dir)
+  model, data = checkpoint.load_trained_model(model_dir, data_dir)
+  return info, model, data
+
+
+def run(model_dir, data_dir=None, protocol="full", split="test",
+        keep_train_items=False, ks=evaluator.DEFAULT_KS, batch_size=512, max_len=None,
+        candidates_dir=None, seed=None, debias_png=None, compare=None):
+  """Evaluates `model_dir`; returns the JSON-ready results dict."""
+  info, model, data = _load(model_dir, data_dir)
+  max_len = max_len or info.get("trainer", {}).get("max_len", 50)
+  items = item_embeddings(model.item_tower, data.num_items)
+  results = evaluator.evaluate(
+      user_tower_fn(model), items, data, split=split, protocol=protocol, ks=ks,
+      exclude_train=not keep_train_items, max_len=max_len, batch_size=batch_size,
+      candidates_dir=candidates_dir, seed=seed)
+  results.update(protocol=protocol, split=split, model_dir=model_dir,
+                 experiment=info.get("experiment"), data_dir=data.directory,
+                 dataset_fingerprint=data.fingerprint,
+                 exclude_train_items=not keep_train_items, max_len=max_len)
+  if debias_png:
+    models = {info.get("experiment") or os.path.basename(model_dir):
+              (user_tower_fn(model), items)}
+    for name, other_dir in (compare or {}).items():
+      other_info, other, other_data = _load(other_dir, data.directory)
+      if other_data.fingerprint != data.fingerprint:
+        raise ValueError("--compare %s=%s was trained on another dataset"
+                         % (name, other_dir))
+      models[name] = (user_tower_fn(other), item_embeddings(other.item_tower,
+                                                            data.num_items))
+      del other_info
+    results["debias"] = debias.debias_report(models, data, k=10, max_len=max_len,
+                                             png_path=debias_png)
+  return results
+
+
+def _parse_compare(pairs):
+  compare = {}
+  for pair in pairs:
+    if "=" not in pair:
+      raise app.UsageError("--compare entries are NAME=MODEL_DIR, got %r" % pair)
+    name, path = pair.split("=", 1)
+    compare[name] = path
+  return compare
+
+
+def main(argv):
+  del argv
+  for name in ("model_dir", "output"):
+    if not getattr(FLAGS, name):
+      raise app.UsageError("--%s is required" % name)
+  try:
+    ks = tuple(sorted({int(k) for k in FLAGS.ks}))
+  except ValueError as e:
+    raise app.UsageError("--ks must be integers, got %s" % FLAGS.ks) from e
+  if not ks or ks[0] < 1:
+    raise app.UsageError("--ks must be positive integers, got %s" % FLAGS.ks)
+  results = run(FLAGS.model_dir, FLAGS.data_dir, FLAGS.protocol, FLAGS.split,
+                FLAGS.keep_train_items, ks, FLAGS.batch_size, FLAGS.max_len,
+                FLAGS.candidates_dir, FLAGS.seed, FLAGS.debias_png,
+                _parse_compare(FLAGS.compare))
+  output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
+  os.makedirs(output_dir, exist_ok=True)
+  with open(FLAGS.output, "w") as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+  print("%s on %s (%s split, %d users):" % (results["experiment"], FLAGS.protocol,
+                                           FLAGS.split, results["num_users"]))
+  print(evaluator.to_markdown({k: v for k, v in results.items()
+                               if k not in _META_KEYS}))
+  if "debias" in results:
+    print("Aggregate diversity (top-10, one sequence per training user): %s"
+          % results["debias"]["aggregate_diversity"])
+  sys.stdout.flush()
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,65 @@
+"""Writes synthetic raw data in the formats the loaders read.
+
+  python -m experiments.generate_synthetic --output_dir=/tmp/syn \
+      --num_events=100000 --formats=amazon,sequence,movielens
+
+amazon: reviews_Synthetic.json + meta_Synthetic.json (2014 formats);
+sequence: synthetic.txt (`user item` lines); movielens: movielens/ratings.csv,
+movies.csv, tags.csv.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from dcg_tf.data import synthetic  # noqa: E402
+
+flags.DEFINE_string("output_dir", None, "Folder for the raw files.")
+flags.DEFINE_integer("num_events", 100_000, "Approximate number of events.")
+flags.DEFINE_integer("num_users", 0, "Users (0 = num_events / 12).")
+flags.DEFINE_integer("num_items", 0, "Items (0 = num_events / 25).")
+flags.DEFINE_list("formats", ["amazon", "sequence", "movielens"], "Formats to write.")
+flags.DEFINE_bool("gzip", False, "amazon: write .json.gz files.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+FLAGS = flags.FLAGS
+
+
+def generate(output_dir, num_events, formats, num_users=0, num_items=0, seed=0,
+             compress=False):
+  """Generates and writes; returns the list of written paths."""
+  data = synthetic.generate(num_events, num_users=num_users or None,
+                            num_items=num_items or None, seed=seed)
+  os.makedirs(output_dir, exist_ok=True)
+  written = []
+  for fmt in formats:
+    if fmt == "amazon":
+      written += synthetic.write_amazon_2014(data, output_dir, compress=compress,
+                                             seed=seed)
+    elif fmt == "sequence":
+      written.append(synthetic.write_sequence_pairs(
+          data, os.path.join(output_dir, "synthetic.txt")))
+    elif fmt == "movielens":
+      written.append(synthetic.write_movielens(
+          data, os.path.join(output_dir, "movielens"), seed=seed))
+    else:
+      raise ValueError("unknown format %r (amazon, sequence, movielens)" % fmt)
+  return written
+
+
+def main(argv):
+  del argv
+  if not FLAGS.output_dir:
+    print("error: --output_dir is required", file=sys.stderr)
+    return 2
+  for path in generate(FLAGS.output_dir, FLAGS.num_events, FLAGS.formats,
+                       FLAGS.num_users, FLAGS.num_items, FLAGS.seed, FLAGS.gzip):
+    print(path)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

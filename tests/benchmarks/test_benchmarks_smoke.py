@@ -1,0 +1,49 @@
+"""Each benchmark's `main(["--quick"])` runs end to end on tiny sizes (CI smoke test)."""
+
+import importlib.util
+import math
+import pathlib
+
+import numpy as np
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, BENCHMARKS / (name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_optimizer_benchmark_quick(tmp_path):
+  out = tmp_path / "optimizer.json"
+  summary = _load("optimizer_benchmark").main(["--quick", "--output", str(out)])
+  adam, lazy = summary["results"]
+  assert (adam["optimizer"], lazy["optimizer"]) == ("adam", "lazy_adam")
+  for r in (adam, lazy):
+    assert r["steps"] >= 3 and r["steps_per_second"] == r["steps"] / r["seconds"]
+  assert math.isclose(summary["speedup"],
+                      lazy["steps_per_second"] / adam["steps_per_second"])
+  # Even at 10k rows dense Adam writes ~40x more rows per step than the batch has.
+  assert summary["speedup"] > 1.0
+  assert out.read_text().startswith("{")
+
+
+def test_step_time_benchmark_quick():
+  summary = _load("step_time_benchmark").main(["--quick"])
+  assert summary["sizes"] == {"small": 1_000, "large": 20_000}
+  median = summary["median_step_seconds"]
+  for name, times in summary["step_seconds"].items():
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert median[name] == np.median(times)
+  assert math.isclose(summary["ratio"], median["large"] / median["small"])
+
+
+def test_tfrs_comparison_benchmark_quick():
+  summary = _load("tfrs_comparison_benchmark").main(["--quick"])
+  throughput = summary["examples_per_second"]
+  assert set(throughput) == {"dcg_tf", "tfrs"}
+  for name, seconds in summary["round_seconds"].items():
+    assert math.isclose(throughput[name], 3 * 32 / np.median(seconds))
+  assert math.isclose(summary["ratio"], throughput["dcg_tf"] / throughput["tfrs"])

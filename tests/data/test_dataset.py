@@ -1,0 +1,116 @@
+"""ProcessedDataset: what it reads equals the generator's ground truth."""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from dcg_tf.data.dataset import ProcessedDataset
+from tests.data.fixtures import tiny_arrays
+from tests.data.fixtures import write_tiny_dataset
+
+NUM_USERS, NUM_ITEMS, SEED = 9, 12, 3
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+  # Three shards, so reading interleaves files and must restore user order.
+  return write_tiny_dataset(str(tmp_path_factory.mktemp("tiny")), NUM_USERS,
+                            NUM_ITEMS, SEED, num_shards=3)
+
+
+@pytest.fixture(scope="module")
+def truth():
+  return tiny_arrays(NUM_USERS, NUM_ITEMS, SEED)
+
+
+def test_counts_catalog_and_user_features(tiny_dir, truth):
+  data = ProcessedDataset.load(tiny_dir)
+  assert (data.num_users, data.num_items) == (NUM_USERS, NUM_ITEMS)
+  train_items = np.concatenate([s["item"][:-2] for s in truth["sequences"]])
+  # item_count = training interactions per item, row 0 (padding) = 0.
+  expected_count = np.array([0] + [(train_items == i).sum()
+                                   for i in range(1, NUM_ITEMS + 1)])
+  np.testing.assert_array_equal(data.item_count, expected_count)
+  np.testing.assert_array_equal(data.item_features["category"], truth["category"])
+  np.testing.assert_array_equal(data.item_features["attribute"], truth["attribute"])
+  assert sorted(data.item_features) == ["attribute", "category"]
+  np.testing.assert_array_equal(data.user_features["gender"], truth["gender"])
+  np.testing.assert_array_equal(
+      data.user_features["activity"],
+      [0] + [len(s["item"]) - 2 for s in truth["sequences"]])
+  assert [f["name"] for f in data.schema["item_features"]] == ["category", "attribute"]
+  assert data.vocab("item")[:2] == ["i1", "i2"] and len(data.vocab("user")) == NUM_USERS
+  assert data.vocab("gender") == ["F", "M"]
+  with open(os.path.join(tiny_dir, "manifest.json"), "rb") as f:
+    assert data.fingerprint == hashlib.sha256(f.read()).hexdigest()
+  assert [os.path.basename(p) for p in data.train_files] == [
+      "train-%05d-of-00003.tfrecord" % k for k in range(3)]
+  assert data.eval_file("test").endswith("test.tfrecord")
+
+
+def test_train_sequences_equal_training_part(tiny_dir, truth):
+  seqs = ProcessedDataset.load(tiny_dir).train_sequences()
+  np.testing.assert_array_equal(seqs.users, np.arange(1, NUM_USERS + 1))
+  for u, s in enumerate(truth["sequences"]):
+    a, b = seqs.offsets[u], seqs.offsets[u + 1]
+    np.testing.assert_array_equal(seqs.items[a:b], s["item"][:-2])
+    np.testing.assert_array_equal(seqs.timestamps[a:b], s["timestamp"][:-2])
+    np.testing.assert_array_equal(seqs.sessions[a:b], s["session"][:-2])
+
+
+def test_train_items_per_user_are_distinct_sorted_training_items(tiny_dir, truth):
+  offsets, items = ProcessedDataset.load(tiny_dir).train_items_per_user()
+  assert offsets.shape == (NUM_USERS + 2,)
+  assert offsets[0] == offsets[1] == 0   # user 0 (unknown) has none
+  for u, s in enumerate(truth["sequences"], start=1):
+    expected = sorted(set(s["item"][:-2].tolist()))
+    assert items[offsets[u]:offsets[u + 1]].tolist() == expected
+
+
+def _edit_manifest(directory, **changes):
+  path = os.path.join(directory, "manifest.json")
+  with open(path) as f:
+    manifest = json.load(f)
+  manifest.update(changes)
+  with open(path, "w") as f:
+    json.dump(manifest, f)
+
+
+def test_clear_errors_name_the_file(tmp_path):
+  with pytest.raises(ValueError, match="no such folder"):
+    ProcessedDataset.load(str(tmp_path / "absent"))
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(ValueError, match="not a processed dataset: .*manifest.json"):
+    ProcessedDataset.load(str(empty))
+
+  d = write_tiny_dataset(str(tmp_path / "v"), 3, 5)
+  _edit_manifest(d, format_version=99)
+  with pytest.raises(ValueError, match="manifest.json: unknown format_version 99"):
+    ProcessedDataset.load(d)
+
+  d = write_tiny_dataset(str(tmp_path / "shard"), 3, 5, num_shards=2)
+  os.remove(os.path.join(d, "train-00001-of-00002.tfrecord"))
+  with pytest.raises(ValueError, match="missing training shard.*train-00001-of-00002"):
+    ProcessedDataset.load(d)
+
+  d = write_tiny_dataset(str(tmp_path / "pickle"), 3, 5)
+  np.savez(os.path.join(d, "catalog.npz"), item_count=np.zeros(6, np.int64),
+           title=np.array([{"a": 1}] * 6, dtype=object))
+  with pytest.raises(ValueError, match="catalog.npz: cannot be read without pickle"):
+    ProcessedDataset.load(d)
+
+  d = write_tiny_dataset(str(tmp_path / "rows"), 3, 5)
+  np.savez(os.path.join(d, "catalog.npz"), item_count=np.zeros(6, np.int64),
+           category=np.zeros(4, np.int32))
+  with pytest.raises(ValueError, match="catalog.npz: array 'category' has"):
+    ProcessedDataset.load(d)
+
+  data = ProcessedDataset.load(write_tiny_dataset(str(tmp_path / "ok"), 3, 5))
+  with pytest.raises(ValueError, match="no evaluation split 'dev'.*'test', 'valid'"):
+    data.eval_file("dev")
+  with pytest.raises(ValueError, match="vocab/brand.txt: no vocabulary 'brand'"):
+    data.vocab("brand")

@@ -1,0 +1,219 @@
+"""Loaders: each format parsed into the RawData contract, checked against the
+hand-written input files (the expected rows are written next to the input)."""
+
+import gzip
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcg_tf.data import synthetic
+from dcg_tf.data.loaders import LOADERS
+from dcg_tf.data.loaders import amazon
+
+
+def _rows(raw):
+  i = raw.interactions
+  return list(zip(i["user"].astype(str), i["item"].astype(str),
+                  i["timestamp"].astype(int)))
+
+
+REVIEWS_2014 = [
+    {"reviewerID": "U1", "asin": "I1", "reviewerName": "a", "helpful": [0, 0],
+     "reviewText": "ok, \"quoted\" text", "overall": 5.0, "summary": "s",
+     "unixReviewTime": 100, "reviewTime": "01 01, 1970"},
+    {"reviewerID": "U1", "asin": "I2", "helpful": [1, 2], "reviewText": "x",
+     "overall": 3.0, "summary": "t", "unixReviewTime": 50, "reviewTime": "d"},
+    {"reviewerID": "U2", "asin": "I1", "reviewerName": "b", "helpful": [0, 0],
+     "reviewText": "y", "overall": 4.0, "summary": "u", "unixReviewTime": 70,
+     "reviewTime": "d"},
+]
+META_2014 = [
+    {"asin": "I1", "title": "Red Lipstick, Matte", "price": 9.5,
+     "categories": [["Beauty", "Makeup", "Lips"], ["Beauty", "Sale"]],
+     "brand": "Acme"},
+    {"asin": "I2", "title": "Shampoo 'Fresh'", "categories": [["Beauty", "Hair"]]},
+]
+
+
+def _write_lines(path, lines, compress=False):
+  opener = gzip.open if compress else open
+  with opener(path, "wt", encoding="utf-8") as f:
+    f.write("".join(line + "\n" for line in lines))
+  return str(path)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_amazon_2014_reviews_and_literal_meta(tmp_path, compress):
+  ext = ".json.gz" if compress else ".json"
+  reviews = _write_lines(tmp_path / ("reviews_Beauty" + ext),
+                         [json.dumps(r) for r in REVIEWS_2014], compress)
+  # repr() writes Python literals with single quotes, like the 2014 files.
+  meta = _write_lines(tmp_path / ("meta_Beauty" + ext),
+                      [repr(m) for m in META_2014], compress)
+  raw = LOADERS["amazon"]([reviews, meta])
+  assert _rows(raw) == [("U1", "I1", 100), ("U1", "I2", 50), ("U2", "I1", 70)]
+  np.testing.assert_array_equal(raw.interactions["rating"], [5.0, 3.0, 4.0])
+  np.testing.assert_array_equal(raw.interactions["line"], [1, 2, 3])
+  feats = raw.item_features
+  # category = last entry of the first category path (DIEN).
+  assert feats.loc["I1", "category"] == "Lips"
+  assert feats.loc["I2", "category"] == "Hair"
+  assert feats.loc["I1", "brand"] == "Acme" and feats.loc["I2", "brand"] is None
+  assert feats.loc["I1", "title_token"] == ["red", "lipstick", "matte"]
+  assert feats.loc["I2", "title_token"] == ["shampoo", "fresh"]
+  raw.report.check()
+  assert raw.report.total_dropped == 0
+
+
+def test_amazon_2018_layout_and_json_meta(tmp_path):
+  lines = [
+      '{"overall": 5.0, "verified": true, "reviewTime": "01 2, 2018", '
+      '"reviewerID": "U9", "asin": "B01", "style": {"Size:": " Large"}, '
+      '"reviewerName": "Z", "reviewText": "fine", "summary": "ok", '
+      '"unixReviewTime": 1514851200}',
+      '{"overall": 2.0, "vote": "3", "verified": false, "reviewTime": "x", '
+      '"reviewerID": "U9", "asin": "B02", "reviewerName": "Z", "reviewText": "meh",'
+      ' "summary": "no", "unixReviewTime": 1514937600, "image": ["http://a"]}',
+  ]
+  reviews = _write_lines(tmp_path / "Industrial.json", lines)
+  meta = _write_lines(tmp_path / "meta_Industrial.json", [json.dumps(
+      {"asin": "B01", "title": "Glue", "brand": "Gorilla",
+       "category": ["Industrial & Scientific", "Tapes", "Adhesives"]})])
+  raw = LOADERS["amazon"]([reviews, meta])
+  assert _rows(raw) == [("U9", "B01", 1514851200), ("U9", "B02", 1514937600)]
+  np.testing.assert_array_equal(raw.interactions["rating"], [5.0, 2.0])
+  assert raw.item_features.loc["B01", "category"] == "Adhesives"
+  assert raw.item_features.loc["B01", "brand"] == "Gorilla"
+
+
+def test_amazon_fast_path_equals_json_loads_path(tmp_path):
+  # The regex fast path must agree with the per-line json.loads reference on
+  # every row, including lines it hands over (escaped id, other key order).
+  data = synthetic.generate(3000, seed=3)
+  reviews, _ = synthetic.write_amazon_2014(data, str(tmp_path))
+  with open(reviews, "a", encoding="utf-8") as f:
+    f.write('{"asin": "B_reordered", "reviewerID": "U\\u00e9", '
+            '"unixReviewTime": 7, "overall": 1.0}\n')
+  fast = LOADERS["amazon"]([reviews], chunk_bytes=1 << 16)
+  strict = LOADERS["amazon"]([reviews], strict_json=True)
+  pd.testing.assert_frame_equal(fast.interactions.astype({"user": str, "item": str}),
+                                strict.interactions.astype({"user": str, "item": str}))
+  assert _rows(fast)[-1] == ("U\u00e9", "B_reordered", 7)
+  # And both equal the generator's events in file order.
+  expected = list(zip(synthetic.user_ids(data.user), synthetic.item_ids(data.item),
+                      data.timestamp.tolist()))
+  assert _rows(fast)[:-1] == expected
+
+
+def test_meta_category_paths():
+  assert amazon.meta_category({"categories": [["A", "B", "C"], ["D"]]}) == "C"
+  assert amazon.meta_category({"category": ["X", "Y"]}) == "Y"
+  assert amazon.meta_category({"categories": []}) is None
+
+
+def test_sequence_pairs(tmp_path):
+  path = _write_lines(tmp_path / "beauty.txt", ["1 10", "1 11", "2 10", "1 12"])
+  raw = LOADERS["sequence"]([path])
+  assert not raw.has_time
+  # Timestamp = line number, so each user's order is the file order.
+  assert _rows(raw) == [("1", "10", 1), ("1", "11", 2), ("2", "10", 3),
+                        ("1", "12", 4)]
+
+
+def test_sequence_user_per_line_with_attributes(tmp_path):
+  path = _write_lines(tmp_path / "Toys.txt", ["1 5 6 7", "2 6 5"])
+  attrs = tmp_path / "Toys_item2attributes.json"
+  attrs.write_text(json.dumps({"5": [1, 2], "6": [3], "7": [], "99": [4]}))
+  raw = LOADERS["sequence"]([path, str(attrs)])
+  assert _rows(raw) == [("1", "5", 0), ("1", "6", 1), ("1", "7", 2),
+                        ("2", "6", 3), ("2", "5", 4)]
+  assert raw.item_features.loc["5", "attribute"] == ["1", "2"]
+  assert raw.item_features.loc["7", "attribute"] == []
+  stats = raw.report.files[str(attrs)]
+  # Item 99 is in the attribute file only: counted, not kept.
+  assert (stats.read, stats.kept, stats.dropped) == (4, 3, {"item_not_in_interactions": 1})
+
+
+ML_RATINGS = "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,3.5,90\n2,10,5.0,80\n"
+ML_MOVIES = ('movieId,title,genres\n10,"Heat, The (1995)",Action|Crime\n'
+             '20,Toy Story (1995),(no genres listed)\n30,Unrated (2000),Drama\n')
+ML_TAGS = "userId,movieId,tag,timestamp\n1,10,Classic,5\n2,10,classic,6\n2,20,Pixar,7\n"
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_movielens_latest(tmp_path, as_zip):
+  folder = tmp_path / "ml-latest-small"
+  folder.mkdir()
+  for name, text in (("ratings.csv", ML_RATINGS), ("movies.csv", ML_MOVIES),
+                     ("tags.csv", ML_TAGS)):
+    (folder / name).write_text(text)
+  path = folder
+  if as_zip:
+    path = tmp_path / "ml.zip"
+    with zipfile.ZipFile(path, "w") as z:
+      for name in ("ratings.csv", "movies.csv", "tags.csv"):
+        z.write(folder / name, "ml-latest-small/" + name)
+  raw = LOADERS["movielens"]([str(path)])
+  assert _rows(raw) == [("1", "10", 100), ("1", "20", 90), ("2", "10", 80)]
+  f = raw.item_features
+  assert f.loc["10", "genre"] == ["Action", "Crime"]
+  assert f.loc["20", "genre"] == []              # "(no genres listed)"
+  assert f.loc["10", "title_token"] == ["heat", "the", "1995"]
+  assert sorted(f.loc["10", "tag"]) == ["classic"]   # lower-cased, deduplicated
+  assert f.loc["20", "tag"] == ["pixar"]
+  assert "30" not in f.index                     # movie nobody rated
+  raw.report.check()
+
+
+def test_movielens_1m_dat_latin1_with_user_features(tmp_path):
+  (tmp_path / "ratings.dat").write_bytes(b"1::1193::5::978300760\n2::1193::4::978300000\n")
+  (tmp_path / "movies.dat").write_bytes(
+      "1193::Am\xe9lie (2001)::Comedy|Romance\n".encode("latin-1"))
+  (tmp_path / "users.dat").write_bytes(b"1::F::1::10::48067\n2::M::56::16::70072\n")
+  raw = LOADERS["movielens"]([str(tmp_path)])
+  assert _rows(raw) == [("1", "1193", 978300760), ("2", "1193", 978300000)]
+  assert raw.item_features.loc["1193", "title_token"] == ["am\xe9lie", "2001"]
+  assert raw.item_features.loc["1193", "genre"] == ["Comedy", "Romance"]
+  uf = raw.user_features
+  assert uf.loc["1"].tolist() == ["F", "1", "10"]
+  assert uf.loc["2"].tolist() == ["M", "56", "16"]
+
+
+def test_recbole_rebuilds_sequences_from_test_rows(tmp_path):
+  (tmp_path / "Sci.user2index").write_text("AX\t0\nBY\t1\n")
+  (tmp_path / "Sci.item2index").write_text("P0\t0\nP1\t1\nP2\t2\n")
+  (tmp_path / "Sci.test.inter").write_text(
+      "user_id:token\titem_id_list:token_seq\titem_id:token\n0\t0 1\t2\n1\t2\t0\n")
+  (tmp_path / "Sci.text").write_text(
+      "item_id:token\ttext:token_seq\nP0\tGorilla Glue. Adhesives. Gorilla.\n"
+      "P2\tTape\n")
+  raw = LOADERS["recbole"]([str(tmp_path)])
+  # User AX: history P0 P1 then target P2; user BY: P2 then P0.
+  assert _rows(raw) == [("AX", "P0", 0), ("AX", "P1", 1), ("AX", "P2", 2),
+                        ("BY", "P2", 3), ("BY", "P0", 4)]
+  assert raw.item_features.loc["P0", "text_token"] == [
+      "gorilla", "glue", "adhesives", "gorilla"]
+  assert raw.multi_valued == ("text_token",)
+
+
+def test_csv_with_column_mapping_and_dates(tmp_path):
+  path = tmp_path / "log.tsv"
+  path.write_text("ts\tuid\tsku\tshop\ttags\n2020-01-01T00:00:10Z\tu1\ts1\tS\ta|b\n"
+                  "15\tu2\ts1\tS\tb\n")
+  raw = LOADERS["csv"]([str(path)], user_col="uid", item_col="sku",
+                       timestamp_col="ts", item_feature_cols=["shop", "tags"],
+                       multi_valued_cols=["tags"], sep="\t")
+  assert _rows(raw) == [("u1", "s1", 1577836810), ("u2", "s1", 15)]
+  assert raw.item_features.loc["s1", "shop"] == "S"
+  assert raw.item_features.loc["s1", "tags"] == ["a", "b"]   # first row of the item
+
+
+def test_csv_columns_by_position_without_header(tmp_path):
+  path = tmp_path / "log.csv"
+  path.write_text("u1,i1,5\nu1,i2,6\n")
+  raw = LOADERS["csv"]([str(path)], user_col=0, item_col=1, timestamp_col=2,
+                       header=False)
+  assert _rows(raw) == [("u1", "i1", 5), ("u1", "i2", 6)]
