@@ -12,18 +12,17 @@ with `--history_len` history items (lengths uniform in 1..L) and one target;
 ids are drawn uniformly from each catalog. The two models are timed in
 alternating rounds in one process and the median round is reported.
 
-  python benchmarks/step_time_benchmark.py            # 10M vs 10K items (~8 GB RAM)
-  python benchmarks/step_time_benchmark.py --quick    # smoke test
+  python -m benchmarks.step_time_benchmark            # 10M vs 10K items (~8 GB RAM)
+  python -m benchmarks.step_time_benchmark --quick    # smoke test
 """
 
 import argparse
 import json
 import os
-import sys
+import resource
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
 import numpy as np  # noqa: E402
@@ -126,13 +125,15 @@ def main(argv=None):
     print("%-6s %11d items: median step %.2f ms wall, %.2f ms CPU (wall rounds: %s)"
           % (name, num_items, 1e3 * median[name], 1e3 * median_cpu[name],
              ", ".join("%.1f" % (1e3 * t) for t in wall[name])))
+  peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
+  print("peak resident memory: %.1f GiB" % peak_gb)
   print("step time ratio large / small: %.2f wall, %.2f CPU (issue 3 target: <= 1.3)"
         % (ratio, ratio_cpu))
   summary = {"sizes": sizes, "batch_size": args.batch_size,
              "history_len": args.history_len, "dim": args.dim,
              "step_seconds": wall, "median_step_seconds": median,
              "step_cpu_seconds": cpu, "median_step_cpu_seconds": median_cpu,
-             "ratio": ratio, "ratio_cpu": ratio_cpu}
+             "ratio": ratio, "ratio_cpu": ratio_cpu, "peak_rss_gib": peak_gb}
   if args.output:
     with open(args.output, "w") as f:
       json.dump(summary, f, indent=2)

@@ -16,18 +16,16 @@ with LazyAdam; the tfrs one is a `tfrs.Model` whose `compute_loss` calls
 is left out of both). Each is trained with `model.fit` on the same cached
 `tf.data` pipeline, in alternating rounds; the median round is reported.
 
-  python benchmarks/tfrs_comparison_benchmark.py           # 1M items (docs/performance.md)
-  python benchmarks/tfrs_comparison_benchmark.py --quick   # smoke test
+  python -m benchmarks.tfrs_comparison_benchmark           # 1M items (docs/performance.md)
+  python -m benchmarks.tfrs_comparison_benchmark --quick   # smoke test
 """
 
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
 import numpy as np  # noqa: E402

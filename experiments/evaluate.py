@@ -105,13 +105,12 @@ def run(model_dir, data_dir=None, protocol="full", split="test",
     models = {info.get("experiment") or os.path.basename(model_dir):
               (user_tower_fn(model), items)}
     for name, other_dir in (compare or {}).items():
-      other_info, other, other_data = _load(other_dir, data.directory)
+      _, other, other_data = _load(other_dir, data.directory)
       if other_data.fingerprint != data.fingerprint:
         raise ValueError("--compare %s=%s was trained on another dataset"
                          % (name, other_dir))
       models[name] = (user_tower_fn(other), item_embeddings(other.item_tower,
                                                             data.num_items))
-      del other_info
     results["debias"] = debias.debias_report(models, data, k=10, max_len=max_len,
                                              png_path=debias_png)
   return results

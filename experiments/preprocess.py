@@ -10,6 +10,7 @@ nothing usable is left.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -77,34 +78,55 @@ def config_from_flags():
       seed=FLAGS.seed)
 
 
-def load(fmt, paths):
-  """Runs the loader of `fmt` on `paths` with the format's flags."""
+def loader_options_from_flags(fmt):
+  """Keyword arguments of the loader of `fmt` taken from the flags."""
   if fmt == "amazon":
-    return LOADERS["amazon"](paths, strict_json=FLAGS.strict_json)
+    return {"strict_json": FLAGS.strict_json}
   if fmt == "csv":
-    item_cols = list(FLAGS.csv_item_features) + list(FLAGS.csv_multi_features)
-    return LOADERS["csv"](
-        paths, user_col=FLAGS.csv_user, item_col=FLAGS.csv_item,
-        timestamp_col=FLAGS.csv_timestamp, rating_col=FLAGS.csv_rating,
-        item_feature_cols=item_cols, multi_valued_cols=FLAGS.csv_multi_features,
-        multi_sep=FLAGS.csv_multi_sep,
-        sep="\t" if FLAGS.csv_sep in ("tab", "\\t") else FLAGS.csv_sep,
-        header=FLAGS.csv_header)
-  return LOADERS[fmt](paths)
+    return {"user_col": FLAGS.csv_user, "item_col": FLAGS.csv_item,
+            "timestamp_col": FLAGS.csv_timestamp, "rating_col": FLAGS.csv_rating,
+            "item_feature_cols": (list(FLAGS.csv_item_features) +
+                                  list(FLAGS.csv_multi_features)),
+            "multi_valued_cols": list(FLAGS.csv_multi_features),
+            "multi_sep": FLAGS.csv_multi_sep,
+            "sep": "\t" if FLAGS.csv_sep in ("tab", "\\t") else FLAGS.csv_sep,
+            "header": FLAGS.csv_header}
+  if fmt == "synthetic":
+    return {"num_reviews": FLAGS.synthetic_reviews}
+  return {}
 
 
-def run(fmt, paths, output_dir, config, overwrite=False):
-  """Loads, preprocesses and writes; returns the manifest (raises on bad input)."""
+def run(fmt, paths, output_dir, config, loader_options=None, overwrite=False):
+  """Loads, preprocesses and writes; returns the manifest.
+
+  Args:
+    fmt: one of FORMATS ("synthetic" generates Amazon-2014 files of
+      `loader_options["num_reviews"]` reviews in a temporary folder first).
+    paths: input files/folders.
+    output_dir: target folder.
+    config: PreprocessConfig.
+    loader_options: keyword arguments of the loader.
+    overwrite: replace an existing output_dir.
+
+  Raises:
+    BadInputError naming the file (bad lines, nothing usable left).
+  """
+  options = dict(loader_options or {})
+  folder = None
   if fmt == "synthetic":
     folder = tempfile.mkdtemp(prefix="dcg_synthetic_")
-    data = synthetic.generate(FLAGS.synthetic_reviews, seed=config.seed)
+    data = synthetic.generate(options.pop("num_reviews", 100_000), seed=config.seed)
     paths = list(synthetic.write_amazon_2014(data, folder, seed=config.seed))
     fmt = "amazon"
-  if not paths:
-    raise BadInputError("--input is empty")
-  raw = load(fmt, paths)
-  return preprocess_lib.preprocess(raw, output_dir, config, input_paths=paths,
-                                   source_format=fmt, overwrite=overwrite)
+  try:
+    if not paths:
+      raise BadInputError("--input is empty")
+    raw = LOADERS[fmt](paths, **options)
+    return preprocess_lib.preprocess(raw, output_dir, config, input_paths=paths,
+                                     source_format=fmt, overwrite=overwrite)
+  finally:
+    if folder:
+      shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv):
@@ -114,7 +136,7 @@ def main(argv):
     return 2
   try:
     manifest = run(FLAGS.format, FLAGS.input, FLAGS.output_dir, config_from_flags(),
-                   FLAGS.overwrite)
+                   loader_options_from_flags(FLAGS.format), FLAGS.overwrite)
   except (BadInputError, FileExistsError, ValueError) as e:
     print("error: %s" % e, file=sys.stderr)
     return 1

@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import re
 import zipfile
@@ -94,31 +95,40 @@ def sha256_file(path):
   return digest.hexdigest()
 
 
-def iter_line_chunks(stream, chunk_bytes=CHUNK_BYTES):
-  """Yields (first_line_number, [line bytes, ...]) from a binary stream.
+def iter_blocks(stream, chunk_bytes=CHUNK_BYTES):
+  """Yields (first_line_number, block) from a binary stream.
 
-  Lines are split on b"\\n" with a trailing b"\\r" removed; line numbers are
-  1-based. The last line may lack a newline.
+  A block holds whole lines joined by b"\n" (no trailing newline; b"\r\n"
+  becomes b"\n"), so it has block.count(b"\n") + 1 lines. Line numbers are
+  1-based. The last line may lack a newline in the file.
   """
   line_no = 1
   rest = b""
   while True:
-    block = stream.read(chunk_bytes)
-    if not block:
+    piece = stream.read(chunk_bytes)
+    if not piece:
       break
-    block = rest + block
-    cut = block.rfind(b"\n")
+    piece = rest + piece
+    cut = piece.rfind(b"\n")
     if cut < 0:
-      rest = block
+      rest = piece
       continue
-    rest = block[cut + 1:]
-    lines = block[:cut].split(b"\n")
+    rest = piece[cut + 1:]
+    block = piece[:cut]
     if b"\r" in block:
-      lines = [l[:-1] if l.endswith(b"\r") else l for l in lines]
-    yield line_no, lines
-    line_no += len(lines)
+      block = block.replace(b"\r\n", b"\n")
+      if block.endswith(b"\r"):
+        block = block[:-1]
+    yield line_no, block
+    line_no += block.count(b"\n") + 1
   if rest:
-    yield line_no, [rest[:-1] if rest.endswith(b"\r") else rest]
+    yield line_no, rest[:-1] if rest.endswith(b"\r") else rest
+
+
+def iter_line_chunks(stream, chunk_bytes=CHUNK_BYTES):
+  """Yields (first_line_number, [line bytes, ...]); see iter_blocks."""
+  for line_no, block in iter_blocks(stream, chunk_bytes):
+    yield line_no, block.split(b"\n")
 
 
 def decode_lines(lines):
@@ -141,39 +151,43 @@ def decode_lines(lines):
 
 
 class Factorizer:
-  """Streaming string -> dense code mapping built chunk by chunk.
+  """Streaming value -> dense code mapping (first-seen order), chunk by chunk.
 
-  `add(values)` returns chunk-local codes; `finish()` returns the global
-  categories and a function that maps (chunk index, local codes) to global
-  codes. Memory stays at one int32 per row plus the unique strings.
+  `add(values)` returns the global int32 codes of a chunk; `categories()` the
+  values by code. Each chunk is factorized by pandas (hash table in C) and only
+  its distinct values are looked up in a dict, so memory stays at one int32 per
+  row plus the distinct values.
   """
 
   def __init__(self):
-    self._uniques = []
+    self._codes = {}
+    self._values = []
 
   def add(self, values):
     codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False)
-    self._uniques.append(np.asarray(uniques, dtype=object))
-    return codes.astype(np.int32), len(self._uniques) - 1
+    uniques = list(uniques)
+    lookup = self._codes
+    pos = np.fromiter(map(lookup.get, uniques, itertools.repeat(-1)), np.int64,
+                      len(uniques))
+    new = np.flatnonzero(pos < 0)
+    if new.size:
+      start = len(self._values)
+      pos[new] = start + np.arange(new.size)
+      fresh = [uniques[k] for k in new]
+      lookup.update(zip(fresh, range(start, start + new.size)))
+      self._values.extend(fresh)
+    return pos[codes].astype(np.int32) if codes.size else np.zeros(0, np.int32)
 
-  def finish(self):
-    if not self._uniques:
-      return pd.Index([], dtype=object), []
-    allu = np.concatenate(self._uniques)
-    global_codes, categories = pd.factorize(allu, sort=False)
-    starts = np.cumsum([0] + [u.size for u in self._uniques])
-    maps = [global_codes[starts[i]:starts[i + 1]].astype(np.int32)
-            for i in range(len(self._uniques))]
-    return pd.Index(categories, dtype=object), maps
+  def categories(self, decode=False):
+    values = [v.decode("utf-8") for v in self._values] if decode else self._values
+    return pd.Index(values, dtype=object)
 
 
-def categorical(codes_per_chunk, chunk_ids, factorizer):
-  """Assembles chunk-local codes into one pandas Categorical of str."""
-  categories, maps = factorizer.finish()
-  if not codes_per_chunk:
-    return pd.Categorical.from_codes(np.zeros(0, np.int32), categories=categories)
-  codes = np.concatenate([maps[c][k] for k, c in zip(codes_per_chunk, chunk_ids)])
-  return pd.Categorical.from_codes(codes, categories=categories)
+def categorical(codes, factorizer, decode=False):
+  """pandas Categorical of str from concatenated Factorizer codes."""
+  return pd.Categorical.from_codes(
+      np.asarray(codes, dtype=np.int32), categories=factorizer.categories(decode),
+      validate=False)
 
 
 _TOKEN_RE = re.compile(r"[^\W_]+", re.UNICODE)

@@ -18,6 +18,7 @@ Buckets: bucket 0 holds items of degree 0; bucket b >= 1 holds degrees in
 
 import numpy as np
 
+from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import metrics
 from dcg_tf.evaluation.topk import TopKSearcher
 
@@ -112,7 +113,11 @@ def plot_degree_histogram(histograms, path, labels=None, normalize=True,
 
 
 def training_user_sequences(data, max_len=50, seed=0, batch_size=1024):
-  """One sequence per training user (a random cut, `pipeline.train_dataset`)."""
+  """One sequence per training user (a random cut, `pipeline.train_dataset`).
+
+  Users with a single training event have no (history, next click) pair and
+  are left out, as the training data has no sequence for them either.
+  """
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   return pipeline.train_dataset(data, batch_size=batch_size, max_len=max_len,
                                 seed=seed, epoch=0, shuffle=False,
@@ -126,12 +131,11 @@ def retrieve_for_training_users(user_tower_fn, item_embeddings, data, k=10,
   The same top-K code path as evaluation (`TopKSearcher.search`); nothing is
   excluded, as in CLRec's Table 10.
   """
-  from dcg_tf.evaluation.evaluator import _to_numpy_queries  # pylint: disable=g-import-not-at-top
   searcher = (item_embeddings if isinstance(item_embeddings, TopKSearcher)
               else TopKSearcher(item_embeddings))
   ranked, targets = [], []
   for batch in training_user_sequences(data, max_len, seed, batch_size):
-    vectors, mask = _to_numpy_queries(user_tower_fn(batch))
+    vectors, mask = evaluator.as_queries(user_tower_fn(batch))
     ranked.append(searcher.search(vectors, k, query_mask=mask)[1])
     targets.append(np.asarray(batch["target"]))
   return np.concatenate(ranked), np.concatenate(targets)

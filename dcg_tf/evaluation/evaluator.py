@@ -55,7 +55,7 @@ class _Progress:
       sys.stderr.flush()
 
 
-def _to_numpy_queries(output):
+def as_queries(output):
   """A user tower's output as (vectors [B, D] or [B, K, D], mask [B, K] or None)."""
   if isinstance(output, (tuple, list)):
     if len(output) != 2:
@@ -105,7 +105,7 @@ def encode_users(user_tower_fn, data, split, users, max_len, batch_size, progres
   bar = _Progress("encode %s" % split, len(users), progress)
   for batch in pipeline.eval_dataset(data, split, batch_size=batch_size,
                                      max_len=max_len):
-    v, m = _to_numpy_queries(user_tower_fn(batch))
+    v, m = as_queries(user_tower_fn(batch))
     vectors.append(v)
     masks.append(m)
     rows.append([row_of[int(u)] for u in np.asarray(batch["user"])])

@@ -18,7 +18,9 @@ seed and dataset fingerprint; every model evaluated later reuses the file, so
 all models are scored on the same candidates.
 
 Ties (sampled protocols): pessimistic. A negative scoring exactly the same as a
-target is ranked before it, so constant scores give no credit.
+target is ranked before it, so constant scores give no credit. In `full`, equal
+scores keep the order Faiss returns them in (exact float ties are rare for
+trained embeddings).
 """
 
 import hashlib

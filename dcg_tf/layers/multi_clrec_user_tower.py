@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.feature_embedding import FeatureEmbedding
 from dcg_tf.layers.intention_aggregation import IntentionAggregation
 from dcg_tf.layers.intention_routing import IntentionRouting
 from dcg_tf.layers.item_importance import ItemImportance
@@ -50,7 +51,9 @@ class MultiCLRecUserTower(keras.layers.Layer):
       input (Eq. 6); needs those two batch fields.
     category_embedding: optional layer mapping category ids to c_t (e.g. the
       category FeatureEmbedding inside the item embedding, to share c_t with
-      g as in Eq. 5); default: a fresh normal-initialised table (B.2).
+      g as in Eq. 5); default: a fresh `FeatureEmbedding`, normal-initialised
+      (appendix B.2); category 0 (unknown) embeds to zeros and is routed
+      uniformly.
     num_items: N, only used when `item_categories` is None.
 
   Example:
@@ -108,9 +111,9 @@ class MultiCLRecUserTower(keras.layers.Layer):
         name="item_categories", shape=item_categories.shape, dtype="int64",
         initializer=keras.initializers.Constant(item_categories.astype(np.int64)),
         trainable=False)                                          # [N+1]
-    self.category_embedding = category_embedding or keras.layers.Embedding(
-        self.num_categories + 1, self.category_dim,
-        embeddings_initializer="random_normal", name="category_embedding")
+    self.category_embedding = category_embedding or FeatureEmbedding(
+        self.num_categories + 1, self.category_dim, initializer="normal",
+        name="category_embedding")
     self.importance = ItemImportance(self.importance_hidden_units,
                                      name="importance")
     self.routing = IntentionRouting(self.num_intentions, self.temperature,

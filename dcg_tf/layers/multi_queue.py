@@ -181,7 +181,7 @@ class MultiQueue(keras.layers.Layer):
     main_ids, main_values, main_valid = self.main_contents()
     sec_ids, sec_values, sec_valid = self.secondary_contents()
 
-    def tile(x):                                                  # [Q0, ...] -> [B, Q0, ...]
+    def tile(x):  # [Q0, ...] -> [B, Q0, ...]
       return tf.tile(x[None], tf.concat([[batch], tf.ones_like(tf.shape(x))], 0))
 
     ids = tf.concat([tile(main_ids), tf.gather(sec_ids, intentions)], axis=1)

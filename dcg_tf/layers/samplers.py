@@ -18,8 +18,9 @@ import tensorflow as tf
 class AliasSampler(tf.Module):
   """Samples ids i with probability p_i using Walker's alias tables.
 
-  Table construction (Vose): scale `p` by n so the mean is 1; pair each
-  "small" bucket (mass < 1) with a "large" one that donates the remainder.
+  Table construction (Vose, vectorised in `build_alias_tables`): scale `p` by n
+  so the mean is 1; pair each "small" bucket (mass < 1) with a "large" one that
+  donates the remainder.
   A draw picks a bucket `k` uniformly and keeps it with probability
   `accept[k]`, otherwise returns `alias[k]`. Hence
   `P(i) = (accept[i] + sum_{k: alias[k] = i} (1 - accept[k])) / n = p_i`
@@ -90,22 +91,42 @@ class AliasSampler(tf.Module):
 
 
 def build_alias_tables(p):
-  """Vose's alias tables for a normalised p [n]: (accept float64 [n], alias int64 [n])."""
+  """Alias tables for a normalised p [n]: (accept float64 [n], alias int64 [n]).
+
+  Vectorised form of the two-pointer (Vose) construction, O(n log n) in NumPy.
+  Scale p by n; "small" items (mass w < 1) have deficit 1 - w, "large" ones
+  surplus w - 1, with equal totals. Lay the smalls' deficits end to end
+  (cumulative D) and the larges' surpluses too (cumulative S). Processing smalls
+  in order with a pointer to the current large, small i goes to the first large
+  j whose cumulative surplus reaches its start, S_j >= D_{i-1}. A large whose
+  surplus runs out (S_j < D_i for the small i straddling S_j) keeps mass
+  1 - (D_i - S_j) and hands the rest to large j + 1. Each large then holds
+  1 - deficit_j + deficit_{j-1} + (its smalls' deficits) = w_j, so every item
+  keeps exactly its mass (tests/layers/test_samplers.py checks it).
+  """
   n = p.size
   scaled = p * n
   accept = np.ones(n, dtype=np.float64)
   alias = np.arange(n, dtype=np.int64)
-  small = [i for i in range(n) if scaled[i] < 1.0]
-  large = [i for i in range(n) if scaled[i] >= 1.0]
-  while small and large:
-    s, l = small.pop(), large.pop()
-    accept[s] = scaled[s]
-    alias[s] = l
-    scaled[l] = scaled[l] + scaled[s] - 1.0
-    (small if scaled[l] < 1.0 else large).append(l)
-  # Leftovers hold mass 1 up to rounding: they keep themselves.
-  for i in small + large:
-    accept[i] = 1.0
+  small = np.flatnonzero(scaled < 1.0)
+  large = np.flatnonzero(scaled >= 1.0)
+  if small.size == 0 or large.size == 0:
+    return accept, alias  # uniform up to rounding
+  deficit_end = np.cumsum(1.0 - scaled[small])                          # D_i
+  deficit_start = np.concatenate([[0.0], deficit_end[:-1]])            # D_{i-1}
+  surplus_end = np.cumsum(scaled[large] - 1.0)                          # S_j
+  # Smalls: keep their mass, alias the current large.
+  j = np.minimum(np.searchsorted(surplus_end, deficit_start, side="left"),
+                 large.size - 1)
+  accept[small] = scaled[small]
+  alias[small] = large[j]
+  # Larges but the last: the small straddling S_j (first D_i > S_j) overdraws it.
+  c = np.searchsorted(deficit_end, surplus_end[:-1], side="right")
+  overdrawn = c < small.size
+  owed = np.where(overdrawn, deficit_end[np.minimum(c, small.size - 1)]
+                  - surplus_end[:-1], 0.0)
+  accept[large[:-1]] = 1.0 - owed
+  alias[large[:-1]] = np.where(overdrawn, large[1:], large[:-1])
   return accept, alias
 
 

@@ -66,7 +66,7 @@ class MultiCLRecModel(RetrievalModel):
     self.aux_weights = tuple(float(w) for w in aux_weights)
     self.queues = MultiQueue(
         self.main_queue_size, self.secondary_queue_size, self.num_intentions,
-        value_dim=user_tower.embedding_dim if queue == "cached" else None,
+        value_dim=item_tower.embedding_dim if queue == "cached" else None,
         name="multi_queue")
 
   def _negatives(self, h_plus, positive, slots, training):
@@ -74,12 +74,16 @@ class MultiCLRecModel(RetrievalModel):
     main_ids, main_values, main_valid = self.queues.main_contents()
     sec_ids, sec_values, sec_valid = self.queues.secondary_contents()
     if self.queue == "raw":
-      # Variant (b): re-encode every queued item with the current item tower.
-      main_values = self.item_tower(main_ids, training=training)   # [Q0, D]
-      flat = self.item_tower(tf.reshape(sec_ids, [-1]),
-                             training=training)                   # [H Qs, D]
-      sec_values = tf.reshape(flat, [self.num_intentions,
-                                     self.secondary_queue_size, -1])  # [H, Qs, D]
+      # Variant (b): re-encode every queued item with the current item tower,
+      # each distinct id once (the 1 + H queues often repeat items).
+      all_ids = tf.concat([main_ids, tf.reshape(sec_ids, [-1])], 0)  # [Q0 + H Qs]
+      unique_ids, position = tf.unique(all_ids)                   # [U], [Q0 + H Qs]
+      encoded = tf.gather(self.item_tower(unique_ids, training=training),
+                          position)                               # [Q0 + H Qs, D]
+      main_values = encoded[:self.main_queue_size]                # [Q0, D]
+      sec_values = tf.reshape(encoded[self.main_queue_size:],
+                              [self.num_intentions,
+                               self.secondary_queue_size, -1])    # [H, Qs, D]
     elif slots is not None:
       # Variant (c): the present batch's entries keep their gradient.
       main_values = tf.tensor_scatter_nd_update(

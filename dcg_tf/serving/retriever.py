@@ -29,12 +29,14 @@ class Retriever:
     item_index: optional `dcg_tf.serving.index.ItemIndex` (approximate search);
       default exact inner-product search.
 
-  Example:
-    >>> retriever = dcg_tf.Retriever.from_export("demo_out/export")
-    >>> retriever
-    Retriever(items=12101, dim=64, metric='ip', search='exact flat', ...)
-    >>> retriever.retrieve(["B000052YQ0", "B0009RF9DW"], k=3)
-    [('B000GLRREU', 7.31), ('B0002JHI1I', 7.02), ('B000142FVW', 6.95)]
+  Example (in a notebook, after `make demo`):
+    >>> import dcg_tf
+    >>> retriever = dcg_tf.Retriever.from_export("demo_out/export",
+    ...                                          "demo_out/export/index_hnsw")
+    >>> retriever          # items, dim, metric, index kind and parameters
+    >>> history = open("demo_out/export/item_ids.txt").read().split()[:3]
+    >>> retriever.retrieve(history, k=5)      # [(item_id, score)] x 5, best first
+    >>> retriever.retrieve_batch([history, history[:1]], k=5)
   """
 
   def __init__(self, user_model, item_embeddings, item_ids, config,

@@ -61,7 +61,7 @@ def load_trained_model(model_dir, data_dir=None):
   if info.get("dataset_fingerprint") and data.fingerprint != info["dataset_fingerprint"]:
     raise ValueError(
         "the dataset in %s (fingerprint %s) is not the one %s was trained on (%s)"
-        % (data.path, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
+        % (data.directory, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
   model = registry.build_model(info["experiment"], info["params"], data)
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,

@@ -217,3 +217,25 @@ def test_csv_columns_by_position_without_header(tmp_path):
   raw = LOADERS["csv"]([str(path)], user_col=0, item_col=1, timestamp_col=2,
                        header=False)
   assert _rows(raw) == [("u1", "i1", 5), ("u1", "i2", 6)]
+
+
+def test_meta_fast_path_agrees_with_literal_eval():
+  import ast
+  lines = [
+      repr({"asin": "B1", "title": "Kid's \"best\" toy", "related": {"also": ["x"]},
+            "categories": [["Toys", "Games & Puzzles"], ["Sale"]], "brand": "Z's"}),
+      repr({"asin": "B2", "title": "caf\u00e9 \\ backslash", "categories": [["A"]]}),
+      json.dumps({"asin": "B3", "category": ["X", "Y\u00e9"], "brand": "Q"}),
+      repr({"asin": "B4", "salesRank": {"Toys": 3}, "brand": "", "title": "t"}),
+  ]
+  for line in lines:
+    fast = amazon._fast_meta(line)
+    full = ast.literal_eval(line)
+    assert fast is not None, line
+    for key in ("asin", "title", "brand"):
+      assert fast.get(key) == full.get(key), (key, line)
+    assert amazon.meta_category(fast) == amazon.meta_category(full)
+  # Shapes the fast path does not take go to the full parser.
+  assert amazon._fast_meta(repr({"asin": "B5", "categories": []})) is None
+  assert amazon._fast_meta(repr({"asin": "B6", "brand": None})) is None
+  assert amazon._fast_meta("{'title': 'no asin'}") is None

@@ -41,7 +41,8 @@ def _softmax(x, axis=-1):
 
 
 def _unit(x):
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+  # As tf.math.l2_normalize: a zero vector (unknown category) stays zero.
+  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 
 def _numpy_encode(tower, batch):
@@ -49,7 +50,9 @@ def _numpy_encode(tower, batch):
   history = batch["history"].numpy()
   mask = batch["history_mask"].numpy()
   g = tower.item_embedding.embeddings.numpy()[history]           # Eq. 5
-  c = tower.category_embedding.embeddings.numpy()[CATEGORIES[history]]
+  table = tower.category_embedding.embeddings.numpy().copy()
+  table[0] = 0.0                       # category 0 (unknown) embeds to zeros
+  c = table[CATEGORIES[history]]
   gap = np.log1p(np.maximum(batch["target_timestamp"].numpy()[:, None]
                             - batch["history_timestamp"].numpy(), 0))
   features = np.concatenate([g, c, gap[..., None]], -1)
@@ -141,7 +144,9 @@ def test_config_round_trip_and_errors():
     tower(batch)
 
 
+@pytest.mark.slow
 def test_savedmodel_round_trip_without_dcg_tf(tmp_path):
+  # ~20 s on the shared machine (tracing + a fresh TensorFlow process).
   tower = _tower(num_serving_interests=1)
   batch = _batch()
   specs = {k: tf.TensorSpec([None, None] if v.shape.rank == 2 else [None], v.dtype)

@@ -163,7 +163,7 @@ def test_graph_mode_train_step_matches_eager():
 def test_checkpoint_round_trip_restores_all_queues(tmp_path):
   model = _model("cached")
   model.compile(optimizer=keras.optimizers.Adam(0.01))
-  for seed in range(5):
+  for seed in range(3):  # 12 targets through Q_0 of size 6: 6 reach Q_h
     model.train_step(_batch(seed))
   assert model.queues.secondary_count.numpy().sum() > 0
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))

@@ -7,8 +7,6 @@ compute, so training them would only cost time. Exports are session-scoped
 """
 
 import dataclasses
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -23,23 +21,15 @@ from dcg_tf.layers.multi_clrec_user_tower import MultiCLRecUserTower
 from dcg_tf.layers.queue import FIFOQueue
 from dcg_tf.models.base import RetrievalModel
 from dcg_tf.serving.export import export_towers
+from tests.data import fixtures
 
 MAX_LEN = 6
 NUM_ITEMS = 40
 NUM_USERS = 10
 
 
-def _load_fixtures_module():
-  path = pathlib.Path(__file__).resolve().parents[1] / "data" / "fixtures.py"
-  spec = importlib.util.spec_from_file_location("dcg_tf_test_fixtures", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-  fixtures = _load_fixtures_module()
   directory = fixtures.write_tiny_dataset(tmp_path_factory.mktemp("tiny_data"),
                                           num_users=NUM_USERS, num_items=NUM_ITEMS)
   return ProcessedDataset.load(directory)

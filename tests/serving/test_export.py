@@ -199,3 +199,43 @@ def test_bad_vocabularies_and_non_empty_export_dir_are_refused(
   with pytest.raises(FileExistsError, match="not empty"):
     export_lib.export_towers(mean_export.user_tower, mean_export.item_tower,
                              tiny_data, mean_export.export_dir, max_len=MAX_LEN)
+
+
+def _run_binary(*args):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
+  result = subprocess.run([sys.executable, "-m"] + list(args), cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+@pytest.mark.slow
+def test_export_binary_on_a_trained_model(tmp_path):
+  from dcg_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  from tests.data import fixtures  # pylint: disable=g-import-not-at-top
+  data_dir = fixtures.write_tiny_dataset(str(tmp_path / "data"), num_users=30,
+                                         num_items=40, seed=2)
+  model_dir, export_dir = str(tmp_path / "model"), str(tmp_path / "export")
+  _run_binary("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
+              "--model_dir=" + model_dir, "--steps=3", "--batch_size=16",
+              "--max_len=" + str(MAX_LEN), "--progress=false")
+  stdout = _run_binary("experiments.export", "--model_dir=" + model_dir,
+                       "--export_dir=" + export_dir)
+  assert "Exported 40 items" in stdout
+  model, data = checkpoint.load_trained_model(model_dir)
+  content = export_lib.read_export(export_dir)
+  assert content["max_len"] == MAX_LEN
+  assert content["fingerprint_extra"]["experiment"] == "two_tower"
+  assert content["dataset_fingerprint"] == data.fingerprint
+  matrix = np.load(os.path.join(export_dir, "item_embeddings.npy"), allow_pickle=False)
+  expected = model.item_tower(tf.range(1, 41, dtype=tf.int64)).numpy()
+  assert np.abs(matrix - expected).max() < 1e-5
+  user = tf.saved_model.load(os.path.join(export_dir, "user_tower"))
+  got = user.signatures["serving_default"](
+      history=tf.constant([["i4", "i9", "unknown", "i2"]]))["embedding"].numpy()
+  history = tf.constant([[4, 9, 2] + [0] * (MAX_LEN - 3)], tf.int64)
+  batch = {"history": history, "history_mask": history > 0,
+           "history_timestamp": tf.zeros_like(history),
+           "target_timestamp": tf.zeros([1], tf.int64), "user": tf.zeros([1], tf.int64)}
+  assert np.abs(got - model.user_tower(batch).numpy()).max() < 1e-5

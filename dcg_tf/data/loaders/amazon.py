@@ -87,19 +87,17 @@ def load_amazon(paths, strict_json=False, chunk_bytes=raw_lib.CHUNK_BYTES):
   for file_index, path in enumerate(review_paths):
     report.add_read(path, 0)
     with raw_lib.open_binary(path) as stream:
-      for first_line, lines in raw_lib.iter_line_chunks(stream, chunk_bytes):
-        parts.append(_review_chunk(path, file_index, first_line, lines, report,
+      for first_line, block in raw_lib.iter_blocks(stream, chunk_bytes):
+        parts.append(_review_chunk(path, file_index, first_line, block, report,
                                    users, items, strict_json))
-  user_codes = raw_lib.categorical([p[0] for p in parts], [p[1] for p in parts],
-                                   _BytesFactorizer(users))
-  item_codes = raw_lib.categorical([p[2] for p in parts], [p[3] for p in parts],
-                                   _BytesFactorizer(items))
   cat = lambda k, dtype: (np.concatenate([p[k] for p in parts]).astype(dtype)
                           if parts else np.zeros(0, dtype))
+  user_codes = raw_lib.categorical(cat(0, np.int32), users, decode=True)
+  item_codes = raw_lib.categorical(cat(1, np.int32), items, decode=True)
   interactions = pd.DataFrame({
       "user": user_codes, "item": item_codes,
-      "timestamp": cat(4, np.int64), "rating": cat(5, np.float32),
-      "file": cat(6, np.int16), "line": cat(7, np.int64)})
+      "timestamp": cat(2, np.int64), "rating": cat(3, np.float32),
+      "file": cat(4, np.int16), "line": cat(5, np.int64)})
   known = set(item_codes.categories)
   item_features = _load_meta_files(meta_paths, known, report)
   return raw_lib.RawData(interactions=interactions, item_features=item_features,
@@ -107,29 +105,31 @@ def load_amazon(paths, strict_json=False, chunk_bytes=raw_lib.CHUNK_BYTES):
                          has_time=True)
 
 
-class _BytesFactorizer:
-  """Adapts a Factorizer of bytes values so that its categories are str."""
-
-  def __init__(self, factorizer):
-    self._f = factorizer
-
-  def finish(self):
-    categories, maps = self._f.finish()
-    return pd.Index([c.decode("utf-8") for c in categories], dtype=object), maps
-
-
 # === Reviews ===
 
 
-def _review_chunk(path, file_index, first_line, lines, report, users, items,
+def _review_chunk(path, file_index, first_line, block, report, users, items,
                   strict_json):
-  n = len(lines)
+  n = block.count(b"\n") + 1
   report.add_read(path, n)
   line_numbers = np.arange(first_line, first_line + n, dtype=np.int64)
+  fast = None if strict_json else _fast_path(block, n)
+  if fast is not None and fast[0] is None:          # every line matched
+    _, user, item, ts, rating = fast
+    report.add_kept(path, n)
+    return (users.add(user), items.add(item), ts, rating,
+            np.full(n, file_index, np.int16), line_numbers)
+  lines = block.split(b"\n")
   values = {"user": np.empty(n, object), "item": np.empty(n, object),
             "timestamp": np.zeros(n, np.int64),
             "rating": np.full(n, np.nan, np.float64)}
-  ok = np.zeros(n, bool) if strict_json else _fast_path(lines, values)
+  ok = np.zeros(n, bool)
+  if fast is not None:
+    ok, user, item, ts, rating = fast
+    values["user"][ok] = np.array(user, dtype=object)[ok]
+    values["item"][ok] = np.array(item, dtype=object)[ok]
+    values["timestamp"][ok] = np.array(ts)[ok].astype(np.int64)
+    values["rating"][ok] = np.array(rating)[ok].astype(np.float64)
   reasons = np.full(n, None, object)
   for i in np.flatnonzero(~ok):
     parsed = _parse_review_line(lines[i])
@@ -142,45 +142,47 @@ def _review_chunk(path, file_index, first_line, lines, report, users, items,
   for reason in pd.unique(reasons[~ok]):
     report.add_dropped(path, reason, line_numbers[~ok & (reasons == reason)])
   report.add_kept(path, int(ok.sum()))
-  ucodes, uchunk = users.add(values["user"][ok])
-  icodes, ichunk = items.add(values["item"][ok])
-  return (ucodes, uchunk, icodes, ichunk, values["timestamp"][ok],
-          values["rating"][ok], np.full(int(ok.sum()), file_index, np.int16),
-          line_numbers[ok])
+  return (users.add(values["user"][ok]), items.add(values["item"][ok]),
+          values["timestamp"][ok], values["rating"][ok],
+          np.full(int(ok.sum()), file_index, np.int16), line_numbers[ok])
 
 
-def _fast_path(lines, values):
-  """Fills `values` for lines matching the chunk's layout; returns the mask.
+def _fast_path(block, n):
+  """Matches every line of `block` against the block's layout.
 
-  The layout (2014 or 2018 key order) is the one the chunk's first line
-  matches; lines of another layout go to the json.loads path.
+  The layout (2014 or 2018 key order) is the one the first line matches.
+
+  Returns:
+    None when the first line matches no layout; else (ok, user, item, time,
+    rating): `ok` is None when every line matched (then time and rating are
+    int64/float64 arrays), or a bool mask (then the columns are tuples of
+    bytes, b"" where a line did not match).
   """
-  n = len(lines)
+  first = block[:block.find(b"\n")] if n > 1 else block
   pattern, order = None, None
   for line_pattern, chunk_pattern, group_order in _LAYOUTS:
-    if lines and line_pattern.fullmatch(lines[0]):
+    if line_pattern.fullmatch(first):
       pattern, order = chunk_pattern, group_order
       break
   if pattern is None:
-    return np.zeros(n, bool)
-  data = b"\n".join(lines)
-  ok = np.ones(n, bool)
-  try:
-    data.decode("utf-8")
-  except UnicodeDecodeError:
-    ok = np.fromiter(map(_is_utf8, lines), bool, n)
-  rows = pattern.findall(data)
+    return None
+  rows = pattern.findall(block)
   if len(rows) != n:                       # cannot happen: one match per line
-    return np.zeros(n, bool)
-  columns = list(zip(*rows)) if rows else [()] * 4
-  user, item, ts, rating = (columns[k] for k in order)
-  user = np.array(user, dtype=object)
-  ok &= user.astype(bool)                  # empty user group: no layout match
-  values["user"][ok] = user[ok]
-  values["item"][ok] = np.array(item, dtype=object)[ok]
-  values["timestamp"][ok] = np.array(ts)[ok].astype(np.int64)
-  values["rating"][ok] = np.array(rating)[ok].astype(np.float64)
-  return ok
+    return None
+  # (zip(*rows) is quadratic-ish on long lists; comprehensions are not.)
+  user, item, ts, rating = ([r[k] for r in rows] for k in order)
+  try:
+    block.decode("utf-8")
+    utf8 = None
+  except UnicodeDecodeError:
+    utf8 = np.fromiter(map(_is_utf8, block.split(b"\n")), bool, n)
+  if utf8 is None and all(user):           # an empty user group = no match
+    return (None, user, item, np.array(ts).astype(np.int64),
+            np.array(rating).astype(np.float64))
+  ok = np.fromiter(map(bool, user), bool, n)
+  if utf8 is not None:
+    ok &= utf8
+  return ok, user, item, ts, rating
 
 
 def _is_utf8(line):
@@ -226,8 +228,57 @@ def _parse_review_line(line):
 # === Metadata ===
 
 
+# Metadata fast path: the fields used (asin, title, brand, first category path)
+# are pulled out with regular expressions from lines shaped `{...}`; a line
+# where a used field is present but not a plain string (or string list) goes
+# to the full parser. Values elsewhere on the line are not validated.
+_PYSTR = (r"'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
+          r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
+_PYSTR_RE = re.compile(_PYSTR)
+_STR_LIST = r"\[\s*((?:%s)(?:\s*,\s*(?:%s))*)?\s*\]" % (_PYSTR, _PYSTR)
+_META_STRINGS = tuple(
+    (key, re.compile(r"""['"]%s['"]:\s*(%s)?""" % (key, _PYSTR)))
+    for key in ("asin", "title", "brand"))
+_META_PATHS = (
+    ("categories", re.compile(r"""['"]categories['"]:\s*\[\s*""" + _STR_LIST)),
+    ("category", re.compile(r"""['"]category['"]:\s*""" + _STR_LIST)),
+)
+
+
+def _unquote(literal):
+  if "\\" not in literal:
+    return literal[1:-1]
+  return ast.literal_eval(literal)       # a single string literal: safe
+
+
+def _fast_meta(text):
+  """The used fields of a `{...}` metadata line, or None to use the full parser."""
+  if not (text.startswith("{") and text.endswith("}")):
+    return None
+  obj = {}
+  for key, pattern in _META_STRINGS:
+    m = pattern.search(text)
+    if m is not None:
+      if m.group(1) is None:
+        return None
+      obj[key] = _unquote(m.group(1))
+  if "asin" not in obj:
+    return None
+  for key, pattern in _META_PATHS:
+    if ("'%s'" % key) in text or ('"%s"' % key) in text:
+      m = pattern.search(text)
+      if m is None:
+        return None
+      path = [_unquote(x) for x in _PYSTR_RE.findall(m.group(1) or "")]
+      obj[key] = [path] if key == "categories" else path
+  return obj
+
+
 def _parse_meta_line(text):
   """JSON (2018) or a Python literal (2014); returns a dict or a reason."""
+  fast = _fast_meta(text)
+  if fast is not None:
+    return fast
   try:
     obj = json.loads(text)
   except ValueError:

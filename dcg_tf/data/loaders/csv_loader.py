@@ -87,14 +87,15 @@ def parse_timestamps(values):
   values = pd.Series(values, dtype=object).str.strip()
   numeric = pd.to_numeric(values, errors="coerce")
   ts = np.zeros(len(values), np.int64)
-  good = numeric.notna().to_numpy()
+  good = numeric.notna().to_numpy().copy()
   ts[good] = np.floor(numeric[good].to_numpy(np.float64)).astype(np.int64)
   rest = ~good & values.notna().to_numpy() & (values != "").to_numpy()
   if rest.any():
     dates = pd.to_datetime(values[rest], errors="coerce", utc=True, format="mixed")
     ok = dates.notna().to_numpy()
     idx = np.flatnonzero(rest)
-    ts[idx[ok]] = (dates[ok].astype("int64") // 10**9).to_numpy()
+    seconds = (dates[ok] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    ts[idx[ok]] = seconds.to_numpy(np.int64)
     good[idx[ok]] = True
   return ts, ~good
 

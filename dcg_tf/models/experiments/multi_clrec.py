@@ -2,8 +2,9 @@
 
 Item encoder g (Eq. 5): the `ItemEmbedding` with `item_combine="concat"`
 (features concatenated, then a linear layer: MLP_1) inside an l2-normalised
-`ItemTower`, which also embeds the history items; user encoder: `MultiCLRecUserTower` (Eq. 6-9) routing the
-category feature of the catalog; loss: Eq. 10-13 with 1 + H queues.
+`ItemTower`, which also embeds the history items; user encoder:
+`MultiCLRecUserTower` (Eq. 6-9) routing the catalog's category feature;
+loss: Eq. 10-13 with 1 + H queues.
 Appendix A/B.3 settings: H = 16 on public data, queues 1,280 + 1,280,
 rho = 0.07, lambda_1 = lambda_2 = lambda_3 = 1.
 """
