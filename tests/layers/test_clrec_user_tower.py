@@ -10,6 +10,7 @@ from dcg_tf.layers.item_embedding import ItemEmbedding
 from dcg_tf.layers.simplified_multi_head_attention import SimplifiedMultiHeadAttention
 from dcg_tf.layers.time_bucket_embedding import TimeBucketEmbedding
 from dcg_tf.layers.weighted_head_aggregation import WeightedHeadAggregation
+from tests.layer_test_util import run_layer_test, savedmodel_outputs_in_fresh_process
 
 
 def _softmax(x, axis=-1):
@@ -160,3 +161,60 @@ def test_user_tower_padding_fallback_time_gradients_and_config():
   restored = CLRecUserTower.from_config(tower.get_config())
   assert restored(batch).shape == (3, 8)
   assert (restored.num_heads, restored.max_len) == (2, 6)
+
+
+def test_layer_contracts():
+  rng = np.random.default_rng(4)
+  run_layer_test(TimeBucketEmbedding, {"num_buckets": 8, "dim": 4},
+                 tf.constant([[0, 3, 900]], tf.int64), (1, 3, 4),
+                 sparse_weights=("buckets",))
+  run_layer_test(BackwardPositionalEmbedding, {"max_len": 4, "dim": 4},
+                 tf.constant([[True, True, False, False]]), (1, 4, 4),
+                 sparse_weights=("positions",))
+  x = tf.constant(rng.normal(size=(2, 4, 6)), tf.float32)
+  mask = tf.constant([[True, True, True, False], [True, False, False, False]])
+  run_layer_test(SimplifiedMultiHeadAttention,
+                 {"num_heads": 3, "hidden_units": 5}, x, (2, 3, 6),
+                 call_fn=lambda layer, data, training=False: layer(data, mask=mask))
+  run_layer_test(WeightedHeadAggregation, {}, x, (2, 6))
+  embedding = ItemEmbedding(num_items=20, dim=8, combine="sum")
+  run_layer_test(CLRecUserTower,
+                 {"item_embedding": embedding, "max_len": 6, "num_heads": 2},
+                 _batch(rng), (3, 8),
+                 sparse_weights=("buckets", "positions", "item_id_embedding"),
+                 atol=1e-5)
+
+
+class _Serving(tf.Module):
+  """Test-only serving wrapper (experiments/export.py builds the real one)."""
+
+  def __init__(self, tower):
+    super().__init__()
+    self.tower = tower
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None], tf.int64, name="history"),
+      tf.TensorSpec([None, None], tf.bool, name="history_mask"),
+      tf.TensorSpec([None, None], tf.int64, name="history_timestamp"),
+      tf.TensorSpec([None], tf.int64, name="target_timestamp")])
+  def serve(self, history, history_mask, history_timestamp, target_timestamp):
+    return {"embedding": self.tower(
+        {"history": history, "history_mask": history_mask,
+         "history_timestamp": history_timestamp,
+         "target_timestamp": target_timestamp}, training=False)}
+
+
+def test_savedmodel_round_trip_without_dcg_tf(tmp_path):
+  rng = np.random.default_rng(5)
+  embedding = ItemEmbedding(
+      num_items=20, dim=8, combine="sum",
+      features=[{"name": "category", "kind": "single", "vocab_size": 3}],
+      feature_arrays={"category": (np.arange(21) % 4).astype(np.int32)})
+  module = _Serving(CLRecUserTower(embedding, max_len=6, num_heads=2))
+  inputs = {k: v.numpy() for k, v in _batch(rng).items()}
+  expected = module.serve(**{k: tf.constant(v) for k, v in inputs.items()})
+  tf.saved_model.save(module, str(tmp_path / "user"),
+                      signatures={"serving_default": module.serve})
+  (loaded,) = savedmodel_outputs_in_fresh_process(
+      [(tmp_path / "user", inputs, tmp_path / "user.npy")])
+  np.testing.assert_allclose(loaded, expected["embedding"].numpy(), atol=1e-5)

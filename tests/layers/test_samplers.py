@@ -13,24 +13,38 @@ def _table_mass(accept, alias):
   return (accept + np.bincount(alias, weights=1.0 - accept, minlength=n)) / n
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_alias_tables_reproduce_the_distribution_exactly(seed):
+@pytest.mark.parametrize("seed,size", [(0, 1000), (1, 1000), (2, 7), (3, 200_000)])
+def test_alias_tables_reproduce_the_distribution_exactly(seed, size):
   rng = np.random.default_rng(seed)
-  p = rng.pareto(1.0, size=1000) * (rng.random(1000) > 0.1)  # heavy tail, zeros
+  p = rng.pareto(1.0, size=size) * (rng.random(size) > 0.1)  # heavy tail, zeros
   p /= p.sum()
   accept, alias = samplers.build_alias_tables(p)
-  np.testing.assert_allclose(_table_mass(accept, alias), p, atol=1e-12)
-  assert np.all((accept >= 0) & (accept <= 1 + 1e-12))
+  np.testing.assert_allclose(_table_mass(accept, alias), p, rtol=0, atol=1e-12)
+  assert np.all((accept >= 0) & (accept <= 1))
+  assert np.all(accept[p == 0] == 0)  # never kept, only reachable... never aliased
+  assert not np.isin(np.flatnonzero(p == 0), alias[accept < 1]).any()
+
+
+def test_uniform_up_to_rounding_keeps_every_bucket():
+  accept, alias = samplers.build_alias_tables(np.full(7, 1 / 7))
+  np.testing.assert_allclose(_table_mass(accept, alias), 1 / 7, atol=1e-15)
 
 
 def test_hand_worked_tables():
-  # p = [0.5, 0.25, 0.25], n = 3: scaled = [1.5, 0.75, 0.75].
-  # Vose pops small 2 with large 0: accept[2] = 0.75, alias[2] = 0, scaled[0] = 1.25;
-  # then small 1 with large 0: accept[1] = 0.75, alias[1] = 0, scaled[0] = 1.0;
-  # 0 is left over with accept 1. Mass of 0: (1 + 0.25 + 0.25) / 3 = 0.5.
+  # p = [0.5, 0.25, 0.25], n = 3: scaled = [1.5, 0.75, 0.75]. Smalls 1, 2 have
+  # deficits 0.25, 0.25 (cumulative D = [0.25, 0.5]); large 0 has surplus 0.5
+  # (S = [0.5]). Both smalls start below S_1 -> alias 0, accept 0.75; the last
+  # large keeps its bucket. Mass of 0: (1 + 0.25 + 0.25) / 3 = 0.5.
   accept, alias = samplers.build_alias_tables(np.array([0.5, 0.25, 0.25]))
   np.testing.assert_allclose(accept, [1.0, 0.75, 0.75])
   np.testing.assert_array_equal(alias[1:], [0, 0])
+  # p = [0.1, 0.3, 0.35, 0.25]: scaled = [0.4, 1.2, 1.4, 1.0]. Small 0 (deficit
+  # 0.6) goes to large 1 (surplus 0.2, S = 0.2), which is overdrawn by 0.4: it
+  # keeps 0.6 and aliases large 2 (surplus 0.4, S = 0.6), which keeps 1.
+  # Masses: item 1 = (0.6 + 0.6) / 4 = 0.3, item 2 = (1 + 0.4) / 4 = 0.35.
+  accept, alias = samplers.build_alias_tables(np.array([0.1, 0.3, 0.35, 0.25]))
+  np.testing.assert_allclose(accept, [0.4, 0.6, 1.0, 1.0])
+  np.testing.assert_array_equal(alias[:2], [1, 2])
 
 
 def test_sampled_frequencies_within_binomial_tolerance():
