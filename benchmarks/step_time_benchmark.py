@@ -88,7 +88,7 @@ def make_batches(num_items, args, count=4):
 def main(argv=None):
   args = parse_args(argv)
   sizes = {"small": args.small_items, "large": args.large_items}
-  setups = {}
+  setups, unique_rows = {}, {}
   for name, num_items in sizes.items():
     start = time.perf_counter()
     model = build_model(num_items, args.dim, args.seed)
@@ -98,8 +98,13 @@ def main(argv=None):
       step(batch)["loss"].numpy()
     table = model.item_tower.item_embedding.id_embedding.embeddings
     assert table.shape[0] == num_items + 1
-    print("%s: %d items, table %s, built in %.1f s"
-          % (name, num_items, table.shape, time.perf_counter() - start))
+    # Rows the optimizer updates per step: ids of the batch after deduplication.
+    unique_rows[name] = float(np.mean([
+        np.unique(np.concatenate([b["history"].numpy().ravel(), b["target"].numpy()])).size
+        for b in batches]))
+    print("%s: %d items, table %s, built in %.1f s, %.0f distinct ids per batch"
+          % (name, num_items, table.shape, time.perf_counter() - start,
+             unique_rows[name]))
     setups[name] = (model, step, batches)
 
   # Wall time is what the issue asks for; process CPU time per step is also
@@ -133,7 +138,8 @@ def main(argv=None):
              "history_len": args.history_len, "dim": args.dim,
              "step_seconds": wall, "median_step_seconds": median,
              "step_cpu_seconds": cpu, "median_step_cpu_seconds": median_cpu,
-             "ratio": ratio, "ratio_cpu": ratio_cpu, "peak_rss_gib": peak_gb}
+             "unique_rows_per_batch": unique_rows, "ratio": ratio,
+             "ratio_cpu": ratio_cpu, "peak_rss_gib": peak_gb}
   if args.output:
     with open(args.output, "w") as f:
       json.dump(summary, f, indent=2)

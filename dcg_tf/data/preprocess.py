@@ -114,14 +114,30 @@ def natural_order(ids):
 # === Filters ===
 
 
-def dedup_mask(u, i, ts):
-  """True for each event that repeats an earlier (user, item, timestamp) event."""
-  order = np.lexsort((np.arange(u.size), i, ts, u))
-  su, si, st = u[order], i[order], ts[order]
-  same = np.zeros(u.size, bool)
-  same[1:] = (su[1:] == su[:-1]) & (si[1:] == si[:-1]) & (st[1:] == st[:-1])
+def dedup_mask(u, i, ts, order=None):
+  """True for each event that repeats an earlier (user, item, timestamp) event.
+
+  Args:
+    u, i, ts: int arrays [E].
+    order: np.lexsort((ts, u)) if already computed.
+  """
+  if order is None:
+    order = np.lexsort((ts, u))
+  su, st = u[order], ts[order]
+  tie = np.zeros(u.size, bool)
+  tie[1:] = (su[1:] == su[:-1]) & (st[1:] == st[:-1])
   dup = np.zeros(u.size, bool)
-  dup[order] = same
+  if not tie.any():
+    return dup
+  # Only rows sharing (user, time) with another row can repeat; sort those
+  # few by (user, time, item, row) and flag all but the first of equal runs.
+  involved = tie.copy()
+  involved[:-1] |= tie[1:]
+  rows = order[involved]
+  rows = rows[np.lexsort((rows, i[rows], ts[rows], u[rows]))]
+  same = ((u[rows][1:] == u[rows][:-1]) & (i[rows][1:] == i[rows][:-1]) &
+          (ts[rows][1:] == ts[rows][:-1]))
+  dup[rows[1:][same]] = True
   return dup
 
 
@@ -388,8 +404,9 @@ def preprocess(raw, output_dir, config=None, input_paths=(), source_format=None,
 
   # 1. dedup (counted against the input line when the loader kept it).
   keep = np.ones(ts.size, bool)
+  by_time = np.lexsort((ts, u_code))          # (user, time), ties in input order
   if config.dedup and ts.size:
-    dup = dedup_mask(u_code, i_code, ts)
+    dup = dedup_mask(u_code, i_code, ts, by_time)
     if dup.any() and "line" in inter:
       files = list(report.files)
       fidx = inter["file"].to_numpy()[dup]
@@ -403,8 +420,8 @@ def preprocess(raw, output_dir, config=None, input_paths=(), source_format=None,
   report.check_bad_fraction(config.max_bad_fraction)
 
   # 2. sort by (user, time), ties in input order.
-  order = np.flatnonzero(keep)
-  order = order[np.lexsort((ts[order], u_code[order]))]
+  order = by_time[keep[by_time]]
+  del by_time
   u, i, ts = u_code[order], i_code[order], ts[order]
 
   # 3. max history.

@@ -73,15 +73,21 @@ class AliasSampler(tf.Module):
     Returns:
       ids int64 [S] and their probabilities q(ids) float32 [S].
     """
-    shape = [num_samples, 2]
+    # Buckets are drawn as integers: u * n in float32 would never reach some
+    # buckets once n exceeds 2^24 (float32 uniforms have 23-24 random bits).
+    shape = [num_samples]
     if seed is not None:
-      u = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
+      seeds = tf.random.experimental.stateless_split(seed, 2)
+      bucket = tf.random.stateless_uniform(shape, seed=seeds[0], minval=0,
+                                           maxval=self.size, dtype=tf.int64)
+      coin = tf.random.stateless_uniform(shape, seed=seeds[1], dtype=tf.float32)
     elif generator is not None:
-      u = generator.uniform(shape, dtype=tf.float32)
+      bucket = generator.uniform(shape, minval=0, maxval=self.size, dtype=tf.int64)
+      coin = generator.uniform(shape, dtype=tf.float32)
     else:
-      u = tf.random.uniform(shape, dtype=tf.float32)
-    bucket = tf.minimum(tf.cast(u[:, 0] * self.size, tf.int64), self.size - 1)  # [S]
-    keep = u[:, 1] < tf.gather(self.accept, bucket)                            # [S]
+      bucket = tf.random.uniform(shape, minval=0, maxval=self.size, dtype=tf.int64)
+      coin = tf.random.uniform(shape, dtype=tf.float32)
+    keep = coin < tf.gather(self.accept, bucket)                               # [S]
     ids = tf.where(keep, bucket, tf.gather(self.alias, bucket))                # [S]
     return ids, self.probability(ids)
 

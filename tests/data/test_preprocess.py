@@ -300,3 +300,13 @@ def test_dien_layout_from_amazon_files_hand_worked(tmp_path):
   assert voc["uid_voc"] == {"U1": 0, "U2": 1}
   assert voc["mid_voc"] == {"default_mid": 0, "I1": 1, "I2": 2}
   assert voc["cat_voc"] == {"default_cat": 2, "c1": 1}
+
+
+def test_dedup_matches_reference_on_random_ties():
+  rng = np.random.default_rng(5)
+  u, i, t = (rng.integers(0, k, 5000) for k in (20, 8, 30))
+  seen, expected = set(), []
+  for key in zip(u.tolist(), i.tolist(), t.tolist()):
+    expected.append(key in seen)
+    seen.add(key)
+  np.testing.assert_array_equal(pp.dedup_mask(u, i, t), expected)

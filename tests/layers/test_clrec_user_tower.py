@@ -1,6 +1,7 @@
 """CLRec's user encoder (appendix B.1) and its small layers vs NumPy."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from dcg_tf._keras import keras
@@ -204,6 +205,7 @@ class _Serving(tf.Module):
          "target_timestamp": target_timestamp}, training=False)}
 
 
+@pytest.mark.slow   # a fresh TensorFlow process
 def test_savedmodel_round_trip_without_dcg_tf(tmp_path):
   rng = np.random.default_rng(5)
   embedding = ItemEmbedding(

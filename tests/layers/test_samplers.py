@@ -21,7 +21,8 @@ def test_alias_tables_reproduce_the_distribution_exactly(seed, size):
   accept, alias = samplers.build_alias_tables(p)
   np.testing.assert_allclose(_table_mass(accept, alias), p, rtol=0, atol=1e-12)
   assert np.all((accept >= 0) & (accept <= 1))
-  assert np.all(accept[p == 0] == 0)  # never kept, only reachable... never aliased
+  # Zero-probability ids keep nothing and are no bucket's alias.
+  assert np.all(accept[p == 0] == 0)
   assert not np.isin(np.flatnonzero(p == 0), alias[accept < 1]).any()
 
 

@@ -236,13 +236,19 @@ _PYSTR = (r"'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
           r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
 _PYSTR_RE = re.compile(_PYSTR)
 _STR_LIST = r"\[\s*((?:%s)(?:\s*,\s*(?:%s))*)?\s*\]" % (_PYSTR, _PYSTR)
-_META_STRINGS = tuple(
-    (key, re.compile(r"""['"]%s['"]:\s*(%s)?""" % (key, _PYSTR)))
-    for key in ("asin", "title", "brand"))
-_META_PATHS = (
-    ("categories", re.compile(r"""['"]categories['"]:\s*\[\s*""" + _STR_LIST)),
-    ("category", re.compile(r"""['"]category['"]:\s*""" + _STR_LIST)),
-)
+_META_STRINGS = tuple((key, re.compile(r":\s*(%s)?" % _PYSTR))
+                      for key in ("asin", "title", "brand"))
+_META_PATHS = (("categories", re.compile(r":\s*\[\s*" + _STR_LIST)),
+               ("category", re.compile(r":\s*" + _STR_LIST)))
+
+
+def _find_key(text, key):
+  """Position just after the quoted `key` (single or double quotes), or -1."""
+  for quote in ("'", '"'):
+    pos = text.find(quote + key + quote)
+    if pos >= 0:
+      return pos + len(key) + 2
+  return -1
 
 
 def _unquote(literal):
@@ -257,16 +263,18 @@ def _fast_meta(text):
     return None
   obj = {}
   for key, pattern in _META_STRINGS:
-    m = pattern.search(text)
-    if m is not None:
-      if m.group(1) is None:
+    pos = _find_key(text, key)
+    if pos >= 0:
+      m = pattern.match(text, pos)
+      if m is None or m.group(1) is None:
         return None
       obj[key] = _unquote(m.group(1))
   if "asin" not in obj:
     return None
   for key, pattern in _META_PATHS:
-    if ("'%s'" % key) in text or ('"%s"' % key) in text:
-      m = pattern.search(text)
+    pos = _find_key(text, key)
+    if pos >= 0:
+      m = pattern.match(text, pos)
       if m is None:
         return None
       path = [_unquote(x) for x in _PYSTR_RE.findall(m.group(1) or "")]
