@@ -137,7 +137,7 @@ def main(argv):
   try:
     manifest = run(FLAGS.format, FLAGS.input, FLAGS.output_dir, config_from_flags(),
                    loader_options_from_flags(FLAGS.format), FLAGS.overwrite)
-  except (BadInputError, FileExistsError, ValueError) as e:
+  except (BadInputError, OSError, ValueError) as e:
     print("error: %s" % e, file=sys.stderr)
     return 1
   print(preprocess_lib.summary(manifest))

@@ -42,6 +42,10 @@ flags.DEFINE_integer("seed", 0, "Seed for data order, initialisation and samplin
 flags.DEFINE_bool("all_prefixes", False,
                   "Emit every prefix of each training sequence instead of one random "
                   "cut point per user per epoch.")
+flags.DEFINE_bool("last_cut", False,
+                  "One example per user cut at its last training event: with models "
+                  "that train on every history position (sasrec's all_positions), "
+                  "every training event is a target each epoch.")
 flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every N steps.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 # Common model parameters, shortcuts for --param=name=value.
@@ -99,13 +103,14 @@ def main(argv):
   config = trainer_lib.TrainerConfig(
       batch_size=FLAGS.batch_size, max_len=FLAGS.max_len, epochs=FLAGS.epochs,
       steps=FLAGS.steps, seed=FLAGS.seed, all_prefixes=FLAGS.all_prefixes,
-      checkpoint_every=FLAGS.checkpoint_every, progress=FLAGS.progress)
+      last_cut=FLAGS.last_cut, checkpoint_every=FLAGS.checkpoint_every, progress=FLAGS.progress)
   checkpoint.write_run_info(FLAGS.model_dir, {
       "experiment": FLAGS.model,
       "params": params,
       "trainer": {"batch_size": config.batch_size, "max_len": config.max_len,
                   "epochs": config.epochs, "steps": config.steps, "seed": config.seed,
-                  "all_prefixes": config.all_prefixes, "optimizer": FLAGS.optimizer,
+                  "all_prefixes": config.all_prefixes,
+                  "last_cut": config.last_cut, "optimizer": FLAGS.optimizer,
                   "learning_rate": FLAGS.learning_rate},
       "data_dir": os.path.abspath(FLAGS.data_dir),
       "dataset_fingerprint": data.fingerprint,

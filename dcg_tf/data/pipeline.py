@@ -62,7 +62,7 @@ def _padded_constant(values):
 
 
 def train_dataset(data, batch_size, max_len, seed, epoch=0, all_prefixes=False,
-                  shuffle=True, drop_remainder=True, repeat=False,
+                  last_cut=False, shuffle=True, drop_remainder=True, repeat=False,
                   user_features=()):
   """Next-item training batches.
 
@@ -74,6 +74,10 @@ def train_dataset(data, batch_size, max_len, seed, epoch=0, all_prefixes=False,
     epoch: first epoch index; epochs differ in cut points and order.
     all_prefixes: emit every (history, target) pair of every user instead of
       one random cut per user.
+    last_cut: one example per user cut at its last training event (target =
+      the last event, history = the L before it): for models that train on
+      every position of the history at once (SASRec-style), which then see
+      every training event of the user each epoch.
     shuffle: shuffle the examples within an epoch (else user order, cut order).
     drop_remainder: drop the last partial batch of each epoch.
     repeat: run epochs `epoch, epoch + 1, ...` forever.
@@ -96,6 +100,8 @@ def train_dataset(data, batch_size, max_len, seed, epoch=0, all_prefixes=False,
   if rows.size == 0:
     raise ValueError("%s: no user has two training events, so there is no "
                      "next-item example" % data.directory)
+  if all_prefixes and last_cut:
+    raise ValueError("train_dataset: all_prefixes and last_cut exclude each other")
   if all_prefixes:
     # Every cut 1..n-1 of every eligible row.
     counts = lengths[rows] - 1
@@ -118,6 +124,9 @@ def train_dataset(data, batch_size, max_len, seed, epoch=0, all_prefixes=False,
   def epoch_batches(e):
     if all_prefixes:
       ex_rows, ex_cuts = example_rows, example_cuts
+    elif last_cut:
+      ex_rows = rows_t
+      ex_cuts = tf.gather(row_lengths, rows_t) - 1                     # [E]
     else:
       # Cut c in 1..n-1 uniformly: 1 + floor(u * (n - 1)), u in [0, 1).
       ex_rows = rows_t

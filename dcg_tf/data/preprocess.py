@@ -436,9 +436,11 @@ def preprocess(raw, output_dir, config=None, input_paths=(), source_format=None,
 
   # 4. k-core.
   core, rounds = k_core(u, i, config.min_user_interactions, config.min_item_interactions)
-  filters.append({"name": "k_core", "reason": "users < %d or items < %d events "
-                  "(iterated to a fixed point)" % (config.min_user_interactions,
-                                                   config.min_item_interactions),
+  filters.append({"name": "k_core", "reason": (
+      "users < %d or items < %d events (iterated to a fixed point)"
+      % (config.min_user_interactions, config.min_item_interactions)
+      if max(config.min_user_interactions, config.min_item_interactions) > 1
+      else "off"),
                   "dropped": int((~core).sum()), "rounds": rounds})
   u, i, ts = u[core], i[core], ts[core]
   if u.size == 0:

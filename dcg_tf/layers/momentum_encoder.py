@@ -16,10 +16,10 @@ def _ordered_weights(layer):
   (`layer.weights` lists trainable weights first, and the key copy is frozen,
   so its order would differ from the online tower's.)
   """
+  # pylint: disable=protected-access
   seen, ordered = set(), []
-  for sublayer in layer._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
-    for weight in (sublayer._trainable_weights  # pylint: disable=protected-access
-                   + sublayer._non_trainable_weights):  # pylint: disable=protected-access
+  for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+    for weight in sublayer._trainable_weights + sublayer._non_trainable_weights:
       if id(weight) not in seen:
         seen.add(id(weight))
         ordered.append(weight)

@@ -46,7 +46,8 @@ class CLRecModel(RetrievalModel):
     u2u_weight: weight of the u2u loss (0 disables the task).
     u2u_queue_size: size of the u2u queue (cached user representations).
     u2u_max_after: the "after" sequence holds at most this many clicks (B.4).
-    remove_accidental_hits: mask queued copies of a row's positive.
+    remove_accidental_hits: mask queued copies of a row's positive (the row's
+      own live positive is never a negative either way).
     seed: seed of the u2u split-time sampler.
 
   Example:
@@ -114,8 +115,8 @@ class CLRecModel(RetrievalModel):
     if training:
       queue.enqueue(values)
     buffer, valid = queue.contents()                              # [C, ...], [C]
-    present = tf.scatter_nd(slots[:, None], tf.ones_like(slots, tf.bool),
-                            [queue.capacity])                     # [C]
+    present = tf.scatter_nd(slots[:, None], tf.ones_like(slots, tf.int32),
+                            [queue.capacity]) > 0                 # [C]
     return buffer, tf.logical_and(valid, tf.logical_not(present))
 
   def _item_negatives(self, target, positive, training):
@@ -140,6 +141,21 @@ class CLRecModel(RetrievalModel):
                                      training)                     # [C]
     return (tf.concat([positive, cached], 0), tf.concat([ones, valid], 0),
             tf.concat([target, ids], 0))
+
+  def _hit_ids(self, positive_ids, negative_ids):
+    """Ids for `queue_contrastive`'s masking, present batch first in negatives.
+
+    With accidental-hit removal: the real ids. Without: row b's own live slot
+    must still be excluded (it is the numerator, not a negative), so rows get
+    ids -1..-B, their live slots the same, and queue slots id 0.
+    """
+    if self.remove_accidental_hits:
+      return positive_ids, negative_ids
+    batch_size = tf.shape(positive_ids, out_type=tf.int64)[0]
+    rows = -1 - tf.range(batch_size, dtype=tf.int64)                # [B]
+    queued = tf.zeros(tf.shape(negative_ids, out_type=tf.int64)[0] - batch_size,
+                      tf.int64)                                    # [Q' - B]
+    return rows, tf.concat([rows, queued], 0)
 
   # --- u2u ----------------------------------------------------------------
 
@@ -223,11 +239,9 @@ class CLRecModel(RetrievalModel):
     negatives = tf.concat([positive, cached], 0)                   # [B + C, D]
     negative_ids = tf.concat([users, ids], 0)                      # [B + C]
     negatives_valid = tf.concat([row_valid, valid], 0) & (negative_ids >= 0)
-    loss = queue_contrastive(
-        query, positive, negatives, negatives_valid,
-        users if self.remove_accidental_hits else None,
-        negative_ids if self.remove_accidental_hits else None,
-        self.temperature)                                          # [B]
+    positive_ids, negative_ids = self._hit_ids(users, negative_ids)
+    loss = queue_contrastive(query, positive, negatives, negatives_valid,
+                             positive_ids, negative_ids, self.temperature)  # [B]
     weight = tf.cast(row_valid, loss.dtype)
     return tf.reduce_sum(loss * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
 
@@ -238,10 +252,9 @@ class CLRecModel(RetrievalModel):
     query = self.user_tower(inputs, training=training)             # [B, D]
     positive = self.item_tower(target, training=training)          # [B, D]
     negatives, valid, ids = self._item_negatives(target, positive, training)
+    positive_ids, negative_ids = self._hit_ids(target, ids)
     u2i = tf.reduce_mean(queue_contrastive(
-        query, positive, negatives, valid,
-        target if self.remove_accidental_hits else None,
-        ids if self.remove_accidental_hits else None,
+        query, positive, negatives, valid, positive_ids, negative_ids,
         self.temperature))
     outputs = {"u2i_loss": u2i}
     total = u2i

@@ -36,6 +36,7 @@ class TrainerConfig:
   steps: int = 0            # 0: no bound besides epochs.
   seed: int = 0
   all_prefixes: bool = False
+  last_cut: bool = False
   checkpoint_every: int = 1000
   log_every: int = 50
   keep_checkpoints: int = 3
@@ -121,7 +122,8 @@ class Trainer:
   def _first_batch(self):
     ds = pipeline.train_dataset(self.data, batch_size=self.config.batch_size,
                                 max_len=self.config.max_len, seed=self.config.seed,
-                                epoch=0, all_prefixes=self.config.all_prefixes)
+                                epoch=0, all_prefixes=self.config.all_prefixes,
+                                last_cut=self.config.last_cut)
     return next(iter(ds))
 
   def _build(self, batch):
@@ -166,7 +168,8 @@ class Trainer:
         callback.on_epoch_begin(epoch)
       ds = pipeline.train_dataset(self.data, batch_size=config.batch_size,
                                   max_len=config.max_len, seed=config.seed,
-                                  epoch=epoch, all_prefixes=config.all_prefixes)
+                                  epoch=epoch, all_prefixes=config.all_prefixes,
+                                  last_cut=config.last_cut)
       if skip:
         ds = ds.skip(skip)
       bar = _Progress(per_epoch, "epoch %d/%d" % (epoch + 1, config.epochs),

@@ -19,7 +19,7 @@ def _load_benchmark():
 def test_quick_run_reports_consistent_figures(tmp_path):
   benchmark = _load_benchmark()
   output = tmp_path / "report.json"
-  benchmark.main(["--quick", "--threads=1", "--output_json=%s" % output])
+  benchmark.main(["--quick", "--output_json=%s" % output])
   report = json.loads(output.read_text())
   # (1) The Retriever returns exactly what Faiss returns (item = label + 1).
   assert report["exact"]["identical_results"] is True

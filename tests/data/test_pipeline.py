@@ -96,6 +96,19 @@ def test_one_random_cut_per_eligible_user_per_epoch(data, train_truth):
         np.testing.assert_array_equal(g[k], e[k], err_msg=k)
 
 
+def test_last_cut_gives_each_user_its_last_training_event(data, train_truth):
+  expected = [_reference_example(u, s, len(s["item"]) - 1, MAX_LEN)
+              for u, s in train_truth.items() if len(s["item"]) >= 2]
+  got = _rows(pipeline.train_dataset(data, 3, MAX_LEN, seed=0, last_cut=True,
+                                     shuffle=False, drop_remainder=False))
+  assert len(got) == len(expected)
+  for g, e in zip(got, expected):
+    for k in e:
+      np.testing.assert_array_equal(g[k], e[k], err_msg=k)
+  with pytest.raises(ValueError, match="exclude each other"):
+    pipeline.train_dataset(data, 3, MAX_LEN, seed=0, last_cut=True, all_prefixes=True)
+
+
 def test_cut_points_are_uniform_over_valid_positions(data, train_truth):
   # Over 60 epochs, each user's cut is uniform on 1..n-1 (never 0, never n).
   epochs = 60

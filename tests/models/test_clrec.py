@@ -10,6 +10,7 @@ from dcg_tf._keras import keras
 from dcg_tf.layers.clrec_user_tower import CLRecUserTower
 from dcg_tf.layers.item_embedding import ItemEmbedding
 from dcg_tf.layers.item_tower import ItemTower
+from dcg_tf.layers.momentum_encoder import _ordered_weights
 from dcg_tf.losses.in_batch_softmax import in_batch_softmax
 from dcg_tf.models.clrec import CLRecModel
 
@@ -105,23 +106,40 @@ def test_fifo_contents_after_steps_and_eval_does_not_enqueue(queue):
     np.testing.assert_array_equal(b, w.numpy())
 
 
-def test_second_step_matches_numpy_and_raw_equals_cached_without_updates():
+def test_third_step_matches_numpy_and_raw_equals_cached_without_updates():
   user_tower, item_tower = _towers()
-  raw = CLRecModel(user_tower, item_tower, queue="raw", queue_size=6)
-  cached = CLRecModel(user_tower, item_tower, queue="cached", queue_size=6)
+  raw = CLRecModel(user_tower, item_tower, queue="raw", queue_size=9)
+  cached = CLRecModel(user_tower, item_tower, queue="cached", queue_size=9)
   for model in (raw, cached):
     model.compute_loss(BATCH1, training=True)
-  got_raw = raw.compute_loss(BATCH2, training=True)["loss"].numpy()
-  got_cached = cached.compute_loss(BATCH2, training=True)["loss"].numpy()
-  # Negatives: the queue after enqueueing BATCH2 = [1, 2, 3, 4, 5, 4].
-  query = user_tower(BATCH2).numpy()
-  positive = item_tower(BATCH2["target"]).numpy()
-  queue_ids = np.array([1, 2, 3, 4, 5, 4])
+    model.compute_loss(BATCH2, training=True)
+  got_raw = raw.compute_loss(BATCH1, training=True)["loss"].numpy()
+  got_cached = cached.compute_loss(BATCH1, training=True)["loss"].numpy()
+  # Negatives: the queue after enqueueing BATCH1 again = [1, 2, 3, 4, 5, 4, 1,
+  # 2, 3]; both copies of a row's own target are accidental hits.
+  query = user_tower(BATCH1).numpy()
+  positive = item_tower(BATCH1["target"]).numpy()
+  queue_ids = np.array([1, 2, 3, 4, 5, 4, 1, 2, 3])
   negatives = item_tower(tf.constant(queue_ids)).numpy()
-  want = _eq3_numpy(query, positive, negatives, np.ones(6, bool),
-                    BATCH2["target"].numpy(), queue_ids).mean()
+  want = _eq3_numpy(query, positive, negatives, np.ones(9, bool),
+                    BATCH1["target"].numpy(), queue_ids).mean()
   np.testing.assert_allclose(got_raw, want, rtol=1e-5)
   np.testing.assert_allclose(got_cached, want, rtol=1e-5)
+  # Without accidental-hit removal every other slot is a negative, the old
+  # copies of a row's target (slots 0..2) and duplicates included; only the
+  # row's own live positive is not (it is the numerator).
+  keep_hits = CLRecModel(user_tower, item_tower, queue="raw", queue_size=9,
+                         remove_accidental_hits=False)
+  for batch in (BATCH1, BATCH2):
+    keep_hits.compute_loss(batch, training=True)
+  got = keep_hits.compute_loss(BATCH1, training=True)["loss"].numpy()
+  want = []
+  for b in range(3):
+    others = np.concatenate([np.delete(positive, b, axis=0), negatives[:6]])
+    want.append(_eq3_numpy(query[b:b + 1], positive[b:b + 1], others,
+                           np.ones(len(others), bool), np.array([-1]),
+                           np.zeros(len(others)))[0])
+  np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)
 
 
 def _id_rows_gradient(model):
@@ -176,15 +194,13 @@ def test_checkpoint_round_trip_restores_queues_and_key_encoder(tmp_path):
 
 def test_training_reduces_loss_and_momentum_follows_after_step():
   user_tower, item_tower = _towers()
-  model = CLRecModel(user_tower, item_tower, queue="cached", queue_size=6,
+  model = CLRecModel(user_tower, item_tower, queue="cached", queue_size=12,
                      momentum=0.9)
   model.compile(optimizer=keras.optimizers.Adam(0.05))
-  batch = BATCH2
-  start = model.compute_loss(batch, training=False)["loss"].numpy()
-  model.item_queue.reset()
-  model.item_id_queue.reset()
+  # Six distinct targets: five in-batch negatives per row.
+  batch = _batch([1, 2, 3, 4, 5, 6], [[7, 8], [9], [10, 11, 12], [7], [8, 9], [12]])
+  start = model.compute_loss(batch, training=False)["loss"].numpy()  # no enqueue
   online = model.item_key_encoder.online
-  from dcg_tf.layers.momentum_encoder import _ordered_weights  # pylint: disable=g-import-not-at-top
   key_before = [w.numpy().copy() for w in _ordered_weights(
       model.item_key_encoder.key_tower)]
   step = model.train_step   # eager: tracing costs more than 20 tiny steps
@@ -196,10 +212,10 @@ def test_training_reduces_loss_and_momentum_follows_after_step():
       np.testing.assert_allclose(k.numpy(), 0.9 * kb + 0.1 * o, atol=1e-6)
   for _ in range(20):
     step(batch)
-  model.item_queue.reset()
+  model.item_queue.reset()      # evaluate on the batch alone, as at the start
   model.item_id_queue.reset()
   end = model.compute_loss(batch, training=False)["loss"].numpy()
-  assert end < start - 0.1, (start, end)
+  assert end < 0.5 * start, (start, end)
 
 
 def test_u2u_split_is_before_and_after_a_sampled_time():
