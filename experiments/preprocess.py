@@ -49,6 +49,8 @@ flags.DEFINE_integer("max_feature_len", 32, "Cap on multi-valued feature length.
 flags.DEFINE_integer("num_shards", 0, "Training shards (0 = one per 1M events).")
 flags.DEFINE_bool("dien_layout", False, "Also write DIEN's files under dien/.")
 flags.DEFINE_bool("strict_json", False, "amazon: json.loads every review line.")
+flags.DEFINE_integer("workers", 0, "amazon: review-parsing processes (0 = auto: up "
+                     "to 2 for files over 64 MB).")
 flags.DEFINE_integer("seed", 0, "Seed of every random choice.")
 # csv column mapping (names, or 0-based positions).
 flags.DEFINE_string("csv_user", "user", "csv: user column.")
@@ -81,7 +83,7 @@ def config_from_flags():
 def loader_options_from_flags(fmt):
   """Keyword arguments of the loader of `fmt` taken from the flags."""
   if fmt == "amazon":
-    return {"strict_json": FLAGS.strict_json}
+    return {"strict_json": FLAGS.strict_json, "workers": FLAGS.workers or None}
   if fmt == "csv":
     return {"user_col": FLAGS.csv_user, "item_col": FLAGS.csv_item,
             "timestamp_col": FLAGS.csv_timestamp, "rating_col": FLAGS.csv_rating,

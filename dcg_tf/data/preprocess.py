@@ -8,7 +8,8 @@ Steps (all vectorised over NumPy arrays of int codes):
    < `min_item_interactions` events, repeated until nothing changes; every
    round's drops are recorded.
 5. sessions: a new session starts after an inactivity gap > `session_gap` s
-   (MicRec, section 5.2: "two items within an hour").
+   (MicRec, section 5: "two items within an hour"). Without timestamps every
+   event of a user is in session 0.
 6. split: `leave_one_out` (SASRec/BERT4Rec/CLRec Table 8: last event test,
    second-to-last validation; users with < 3 events only train), `dien` (DIEN /
    PCL-AISL section 3.1: each user's last behaviour is held out; users are
@@ -16,8 +17,8 @@ Steps (all vectorised over NumPy arrays of int codes):
    (CLRec/MicRec: events at or after a global cut-off are targets), `user`
    (ComiRec: held-out users, first 80% of their events history, rest targets).
 7. vocabularies, catalog.npz, users.npz, TFRecords (`dcg_tf.data.records`),
-   manifest.json, and optionally DIEN's own file layout (`dien_layout.py`
-   style files, see `write_dien_layout`).
+   manifest.json, and optionally DIEN's own processed files
+   (`write_dien_layout`).
 
 Output is written to a temporary folder next to the target and renamed at the
 end, so a failed run never leaves a folder that looks complete.

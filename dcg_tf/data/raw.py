@@ -1,4 +1,6 @@
-"""`RawData`: what every loader returns and preprocessing consumes.
+"""`RawData`: what every loader returns and preprocessing consumes, plus the
+reading helpers the loaders share (gzip-transparent opening, streamed line
+blocks, UTF-8 checks, streaming id factorization, tokenization).
 
 See docs/design.md, "Data-layer Python API".
 """
@@ -150,6 +152,12 @@ def decode_lines(lines):
   return out, bad
 
 
+def factorize(values):
+  """(int32 codes, list of distinct values in first-seen order) of a chunk."""
+  codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False)
+  return codes.astype(np.int32), list(uniques)
+
+
 class Factorizer:
   """Streaming value -> dense code mapping (first-seen order), chunk by chunk.
 
@@ -164,8 +172,10 @@ class Factorizer:
     self._values = []
 
   def add(self, values):
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False)
-    uniques = list(uniques)
+    return self.add_factorized(*factorize(values))
+
+  def add_factorized(self, codes, uniques):
+    """Global codes of a chunk given its local `factorize(values)`."""
     lookup = self._codes
     pos = np.fromiter(map(lookup.get, uniques, itertools.repeat(-1)), np.int64,
                       len(uniques))
@@ -176,7 +186,7 @@ class Factorizer:
       fresh = [uniques[k] for k in new]
       lookup.update(zip(fresh, range(start, start + new.size)))
       self._values.extend(fresh)
-    return pos[codes].astype(np.int32) if codes.size else np.zeros(0, np.int32)
+    return pos[codes].astype(np.int32) if len(codes) else np.zeros(0, np.int32)
 
   def categories(self, decode=False):
     values = [v.decode("utf-8") for v in self._values] if decode else self._values

@@ -85,14 +85,16 @@ class ItemIndex:
         self.kind, self.metric, self.num_items, self.dim, self.params)
 
 
-def default_params(kind, num_items, dim):
+def default_params(kind, num_items, dim, nlist=None):
   """Sensible defaults for `kind` at `num_items` rows of dimension `dim`.
 
   IVF: `nlist = 4 * sqrt(N)` cells (the Faiss wiki's 4-16 x sqrt(N) rule),
-  `nprobe = nlist / 64` (at least 1). HNSW: `M = 32` links per node,
+  `nprobe = max(16, nlist / 64)` (at most nlist); benchmarks/retrieval_benchmark.py
+  measures the recall / speed trade-off (docs/performance.md). HNSW: `M = 32` links per node,
   `efConstruction = 80`, `efSearch = 128`. PQ: `m` sub-quantisers of 4
   dimensions each (the largest divisor of D not above D / 4), 8 bits each
-  (fewer when N is too small to train 256 centroids).
+  (fewer when N is too small to train 256 centroids). `nlist` given, nprobe
+  follows it.
   """
   if kind not in KINDS:
     raise ValueError("unknown index kind %r; choose one of %s" % (kind, KINDS))
@@ -100,8 +102,10 @@ def default_params(kind, num_items, dim):
     return {}
   if kind == "hnsw":
     return {"m": 32, "ef_construction": 80, "ef_search": 128}
-  nlist = max(1, min(num_items, int(round(4 * math.sqrt(num_items)))))
-  params = {"nlist": nlist, "nprobe": max(1, nlist // 64), "seed": 1234}
+  if nlist is None:
+    nlist = max(1, min(num_items, int(round(4 * math.sqrt(num_items)))))
+  params = {"nlist": nlist, "nprobe": min(nlist, max(16, nlist // 64)),
+            "seed": 1234}
   if kind == "ivfpq":
     params["pq_m"] = max(d for d in range(1, max(1, dim // 4) + 1) if dim % d == 0)
     params["pq_nbits"] = int(min(8, max(1, math.floor(math.log2(max(2, num_items))))))
@@ -128,7 +132,8 @@ def build_index(embeddings, kind="flat", metric="ip", **params):
   num_items, dim = embeddings.shape
   if num_items == 0:
     raise ValueError("cannot index an empty embedding matrix")
-  full = default_params(kind, num_items, dim)
+  full = default_params(kind, num_items, dim,
+                        nlist=params.get("nlist") if kind in ("ivf", "ivfpq") else None)
   unknown = sorted(set(params) - set(full))
   if unknown:
     raise ValueError("index kind %r has no parameter(s) %s; it has: %s"
@@ -254,7 +259,8 @@ def _new_index(kind, dim, params):
 
 
 def _training_sample(embeddings, nlist, seed):
-  size = min(len(embeddings), _TRAIN_POINTS_PER_CENTROID * nlist)
+  # At least 10,000 points so that PQ codebooks (256 centroids each) train too.
+  size = min(len(embeddings), max(_TRAIN_POINTS_PER_CENTROID * nlist, 10_000))
   if size == len(embeddings):
     return embeddings
   rng = np.random.default_rng(seed)

@@ -72,10 +72,15 @@ class Retriever:
                          allow_pickle=False)
     expected = (config["num_items"], config["embedding_dim"])
     if embeddings.shape != expected:
-      raise ValueError("%s has shape %s, export.json says %s"
-                       % (export_lib.EMBEDDINGS_FILE, embeddings.shape, expected))
-    with open(os.path.join(export_dir, export_lib.ITEM_IDS_FILE)) as f:
+      raise ValueError("%s has shape %s, export.json says %s" % (
+          os.path.join(export_dir, export_lib.EMBEDDINGS_FILE), embeddings.shape,
+          expected))
+    ids_path = os.path.join(export_dir, export_lib.ITEM_IDS_FILE)
+    with open(ids_path) as f:
       item_ids = f.read().splitlines()
+    if len(item_ids) != config["num_items"]:
+      raise ValueError("%s has %d lines, export.json says num_items = %d"
+                       % (ids_path, len(item_ids), config["num_items"]))
     item_index = (None if index_dir is None
                   else index_lib.load_index(index_dir, export_dir))
     user_model = tf.saved_model.load(

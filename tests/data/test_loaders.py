@@ -134,7 +134,8 @@ def test_sequence_user_per_line_with_attributes(tmp_path):
   assert raw.item_features.loc["7", "attribute"] == []
   stats = raw.report.files[str(attrs)]
   # Item 99 is in the attribute file only: counted, not kept.
-  assert (stats.read, stats.kept, stats.dropped) == (4, 3, {"item_not_in_interactions": 1})
+  assert (stats.read, stats.kept) == (4, 3)
+  assert stats.dropped == {"item_not_in_interactions": 1}
 
 
 ML_RATINGS = "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,3.5,90\n2,10,5.0,80\n"
@@ -169,7 +170,8 @@ def test_movielens_latest(tmp_path, as_zip):
 
 
 def test_movielens_1m_dat_latin1_with_user_features(tmp_path):
-  (tmp_path / "ratings.dat").write_bytes(b"1::1193::5::978300760\n2::1193::4::978300000\n")
+  (tmp_path / "ratings.dat").write_bytes(
+      b"1::1193::5::978300760\n2::1193::4::978300000\n")
   (tmp_path / "movies.dat").write_bytes(
       "1193::Am\xe9lie (2001)::Comedy|Romance\n".encode("latin-1"))
   (tmp_path / "users.dat").write_bytes(b"1::F::1::10::48067\n2::M::56::16::70072\n")
@@ -239,3 +241,15 @@ def test_meta_fast_path_agrees_with_literal_eval():
   assert amazon._fast_meta(repr({"asin": "B5", "categories": []})) is None
   assert amazon._fast_meta(repr({"asin": "B6", "brand": None})) is None
   assert amazon._fast_meta("{'title': 'no asin'}") is None
+
+
+def test_amazon_worker_processes_give_the_same_result(tmp_path):
+  data = synthetic.generate(3000, seed=5)
+  reviews, meta = synthetic.write_amazon_2014(data, str(tmp_path))
+  with open(reviews, "a", encoding="utf-8") as f:
+    f.write("{broken\n")
+  one = LOADERS["amazon"]([reviews, meta], chunk_bytes=1 << 15, workers=1)
+  two = LOADERS["amazon"]([reviews, meta], chunk_bytes=1 << 15, workers=2)
+  pd.testing.assert_frame_equal(one.interactions, two.interactions)
+  assert one.report.to_dict() == two.report.to_dict()
+  assert two.report.files[reviews].dropped == {"malformed_json": 1}

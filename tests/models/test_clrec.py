@@ -175,6 +175,12 @@ def test_checkpoint_round_trip_restores_queues_and_key_encoder(tmp_path):
                      momentum=0.9, u2u_weight=0.5, u2u_queue_size=4)
   for batch in (BATCH1, BATCH2):
     model.compute_loss(batch, training=True)
+  # Training-only state is out of reach of the (exported) towers.
+  tower_refs = {w.ref() for w in model.user_tower.weights + model.item_tower.weights}
+  training_only = (model.item_queue.weights + model.item_id_queue.weights
+                   + model.u2u_queue.weights + model.item_key_encoder.weights
+                   + model.user_key_encoder.weights)
+  assert not tower_refs & {w.ref() for w in training_only}
   state = [w.numpy().copy() for w in model.non_trainable_weights]
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
   user2, item2 = _towers(seed=7)
@@ -292,15 +298,20 @@ class _TinyData:
                                "vocab_size": 3, "max_len": 1}]}
 
 
-@pytest.mark.parametrize("name", ["clrec", "sampled_softmax", "negative_sampling",
-                                  "shared_negative_sampling", "ipw"])
-def test_registered_experiments_build_and_train_one_step(name):
+@pytest.mark.parametrize("name,encoder", [
+    ("clrec", "clrec"), ("clrec", "sasrec"), ("sampled_softmax", "clrec"),
+    ("negative_sampling", "clrec"), ("shared_negative_sampling", "clrec"),
+    ("ipw", "clrec")])
+def test_registered_experiments_build_and_train_one_step(name, encoder):
   from dcg_tf.models import registry  # pylint: disable=g-import-not-at-top
+  assert registry.get_experiment(name).defaults["user_encoder"] == "clrec"
+  assert registry.get_experiment(name).defaults["temperature"] == 0.07
   params = registry.resolve_params(name, {"max_len": L, "embedding_dim": 8,
-                                          "queue_size": 6})
-  assert params["user_encoder"] == "clrec" and params["temperature"] == 0.07
+                                          "queue_size": 6, "user_encoder": encoder})
   model = registry.build_model(name, params, _TinyData())
-  assert model.item_tower.normalized and model.user_tower.normalized
+  assert model.item_tower.normalized
+  assert type(model.user_tower).__name__ == {
+      "clrec": "CLRecUserTower", "sasrec": "SelfAttentionUserTower"}[encoder]
   model.compile(optimizer=keras.optimizers.Adam(0.01))
   for _ in range(2):   # eager: one trace per experiment would dominate
     assert np.isfinite(model.train_step(BATCH2)["loss"].numpy())

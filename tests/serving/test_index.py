@@ -102,15 +102,20 @@ def test_hnsw_recall_and_exact_scores(items, queries):
 
 
 def test_default_params():
-  # nlist = round(4 sqrt(10000)) = 400, nprobe = 400 // 64 = 6;
+  # nlist = round(4 sqrt(10000)) = 400, nprobe = max(16, 400 // 64 = 6) = 16;
   # PQ: largest divisor of 64 not above 64 / 4 = 16 -> 16 sub-quantisers.
   params = index_lib.default_params("ivfpq", 10000, 64)
-  assert params["nlist"] == 400 and params["nprobe"] == 6
+  assert params["nlist"] == 400 and params["nprobe"] == 16
   assert params["pq_m"] == 16 and params["pq_nbits"] == 8
   # D = 30: divisors <= 7 are 1, 2, 3, 5, 6 -> 6; N = 100: floor(log2 100) = 6 bits.
   params = index_lib.default_params("ivfpq", 100, 30)
   assert params["pq_m"] == 6 and params["pq_nbits"] == 6
+  # nlist = round(4 sqrt(100)) = 40 -> nprobe = min(40, 16) = 16.
+  assert params["nlist"] == 40 and params["nprobe"] == 16
   assert index_lib.default_params("hnsw", 10, 8)["ef_search"] == 128
+  # An explicit nlist = 4 caps the default nprobe: min(4, 16) = 4.
+  assert index_lib.build_index(np.eye(8, dtype=np.float32), "ivf",
+                               nlist=4).params["nprobe"] == 4
   with pytest.raises(ValueError, match="has no parameter"):
     index_lib.build_index(np.ones((4, 2)), "flat", nprobe=3)
   with pytest.raises(ValueError, match="unknown index kind"):
