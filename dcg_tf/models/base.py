@@ -17,12 +17,40 @@ class RetrievalModel(keras.Model):
     user_tower: maps a batch dict to [B, D] (or `(vectors [B, K, D], mask [B, K])`
       for multi-interest towers).
     item_tower: maps item ids int64 [B] to [B, D].
+    all_positions: train every history position on its next event at once
+      (SASRec's training; needs a user tower with `sequence_output`), instead
+      of one query per example. See `queries_and_targets`.
   """
 
-  def __init__(self, user_tower, item_tower, **kwargs):
+  def __init__(self, user_tower, item_tower, all_positions=False, **kwargs):
     super().__init__(**kwargs)
     self.user_tower = user_tower
     self.item_tower = item_tower
+    self.all_positions = bool(all_positions)
+    if self.all_positions and not hasattr(user_tower, "sequence_output"):
+      raise ValueError("all_positions needs a user tower with sequence_output "
+                       "(e.g. the sasrec encoder), got %s" % type(user_tower).__name__)
+
+  def queries_and_targets(self, inputs, training=False):
+    """Query embeddings and the item ids they must retrieve.
+
+    Returns `(queries [B, D], inputs["target"] [B])`, or with `all_positions`
+    one row per valid history position: position t of the causal history
+    predicts the next event `history[t + 1]`, and the last valid position
+    predicts `target` (`(queries [P, D], ids [P])`, P = valid positions).
+    """
+    if not self.all_positions:
+      return (self.user_tower(inputs, training=training),
+              tf.cast(inputs["target"], tf.int64))
+    sequence = self.user_tower.sequence_output(inputs, training=training)  # [B, L, D]
+    history = tf.cast(inputs["history"], tf.int64)                         # [B, L]
+    mask = tf.cast(inputs["history_mask"], tf.bool)                        # [B, L]
+    count = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)                 # [B]
+    shifted = tf.concat([history[:, 1:], tf.zeros_like(history[:, :1])], 1)  # [B, L]
+    positions = tf.range(tf.shape(history, out_type=tf.int64)[1])[None]    # [1, L]
+    next_items = tf.where(positions == count[:, None] - 1,
+                          tf.cast(inputs["target"], tf.int64)[:, None], shifted)  # [B, L]
+    return tf.boolean_mask(sequence, mask), tf.boolean_mask(next_items, mask)  # [P, D], [P]
 
   def compute_loss(self, inputs, training=False):  # pylint: disable=arguments-differ
     """Returns a dict of scalars with at least "loss" (the total to minimise)."""

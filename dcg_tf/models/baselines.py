@@ -44,8 +44,8 @@ class _SampledNegativesModel(RetrievalModel):
     self.generator = tf.random.Generator.from_seed(self.seed)
 
   def _embed(self, inputs, training):
-    target = tf.cast(inputs["target"], tf.int64)                         # [B]
-    query = tf.math.l2_normalize(self.user_tower(inputs, training=training), -1)
+    query, target = self.queries_and_targets(inputs, training)           # [P, D], [P]
+    query = tf.math.l2_normalize(query, -1)
     positive = tf.math.l2_normalize(self.item_tower(target, training=training), -1)
     return target, query, positive                                       # [B, D]
 

@@ -75,6 +75,9 @@ class CLRecModel(RetrievalModel):
     self.u2u_max_after = int(u2u_max_after)
     self.remove_accidental_hits = bool(remove_accidental_hits)
     self.seed = int(seed)
+    if self.all_positions and not self.remove_accidental_hits:
+      raise ValueError("CLRecModel: all_positions needs remove_accidental_hits "
+                       "(a position's positive is found among negatives by id)")
     # === Training-only state (never reachable from the towers) ===
     self.item_queue = None          # raw: ids; cached: representations
     self.item_id_queue = None       # cached: ids, for accidental hits
@@ -249,10 +252,14 @@ class CLRecModel(RetrievalModel):
 
   def compute_loss(self, inputs, training=False):  # pylint: disable=arguments-differ
     target = tf.cast(inputs["target"], tf.int64)                   # [B]
-    query = self.user_tower(inputs, training=training)             # [B, D]
-    positive = self.item_tower(target, training=training)          # [B, D]
-    negatives, valid, ids = self._item_negatives(target, positive, training)
-    positive_ids, negative_ids = self._hit_ids(target, ids)
+    # One query per example, or one per history position (all_positions): the
+    # queue still receives the batch's B targets, its positives (section 3.1).
+    query, positive_ids = self.queries_and_targets(inputs, training)  # [P, D], [P]
+    positive = self.item_tower(positive_ids, training=training)    # [P, D]
+    batch_positive = (self.item_tower(target, training=training)
+                      if self.all_positions else positive)         # [B, D]
+    negatives, valid, ids = self._item_negatives(target, batch_positive, training)
+    positive_ids, negative_ids = self._hit_ids(positive_ids, ids)
     u2i = tf.reduce_mean(queue_contrastive(
         query, positive, negatives, valid, positive_ids, negative_ids,
         self.temperature))

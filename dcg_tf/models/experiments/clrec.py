@@ -25,6 +25,7 @@ ENCODER_DEFAULTS = dict(
     temperature=0.07,          # B.2
     queue_size=2560,           # appendix A: 2,560 with batch 256
     seed=0,
+    all_positions=False,       # True: every history position is a query (SASRec-style)
 )
 
 CLREC_DEFAULTS = dict(
@@ -71,7 +72,8 @@ def build_clrec(params, data):
       u2u_queue_size=params["u2u_queue_size"],
       u2u_max_after=params["u2u_max_after"],
       remove_accidental_hits=params["remove_accidental_hits"],
-      seed=params["seed"])
+      seed=params["seed"],
+      all_positions=params["all_positions"])
 
 
 @register_experiment("sampled_softmax", defaults=SAMPLED_SOFTMAX_DEFAULTS)
@@ -80,7 +82,8 @@ def build_sampled_softmax(params, data):
   user_tower, item_tower = build_encoders(params, data)
   return SampledSoftmaxModel(user_tower, item_tower, _proposal(params, data),
                              num_negatives=params["queue_size"],
-                             temperature=params["temperature"], seed=params["seed"])
+                             temperature=params["temperature"], seed=params["seed"],
+      all_positions=params["all_positions"])
 
 
 def _negative_sampling(params, data, shared):
@@ -88,7 +91,8 @@ def _negative_sampling(params, data, shared):
   return NegativeSamplingModel(user_tower, item_tower, _proposal(params, data),
                                num_negatives=params["queue_size"], shared=shared,
                                temperature=params["temperature"],
-                               seed=params["seed"])
+                               seed=params["seed"],
+      all_positions=params["all_positions"])
 
 
 @register_experiment("negative_sampling", defaults=NEGATIVE_SAMPLING_DEFAULTS)
@@ -112,4 +116,5 @@ def build_ipw(params, data):
   return IPWModel(user_tower, item_tower, propensity, _proposal(params, data),
                   num_negatives=params["queue_size"],
                   temperature=params["temperature"],
-                  min_propensity=params["min_propensity"], seed=params["seed"])
+                  min_propensity=params["min_propensity"], seed=params["seed"],
+      all_positions=params["all_positions"])

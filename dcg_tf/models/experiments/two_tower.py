@@ -128,35 +128,15 @@ class TwoTowerModel(RetrievalModel):
   def __init__(self, user_tower, item_tower, log_item_probability=None,
                temperature=0.1, logq_correction=True, remove_accidental_hits=True,
                all_positions=False, **kwargs):
-    super().__init__(user_tower, item_tower, **kwargs)
+    super().__init__(user_tower, item_tower, all_positions=all_positions, **kwargs)
     self.temperature = temperature
     self.logq_correction = logq_correction
     self.remove_accidental_hits = remove_accidental_hits
-    self.all_positions = all_positions
-    if all_positions and not hasattr(user_tower, "sequence_output"):
-      raise ValueError("all_positions needs a user tower with sequence_output "
-                       "(e.g. the sasrec encoder), got %s" % type(user_tower).__name__)
     self._log_q = (None if log_item_probability is None else
                    tf.constant(log_item_probability, tf.float32))
 
-  def _queries_and_positives(self, inputs, training):
-    """(queries [P, D], positive ids [P]): one row per example or per position."""
-    if not self.all_positions:
-      return self.user_tower(inputs, training=training), inputs["target"]
-    # SASRec-style: position t of the (causal) history predicts the next event,
-    # history[t + 1], and the last valid position predicts the target.
-    sequence = self.user_tower.sequence_output(inputs, training=training)  # [B, L, D]
-    history = tf.cast(inputs["history"], tf.int64)                         # [B, L]
-    mask = tf.cast(inputs["history_mask"], tf.bool)                        # [B, L]
-    count = tf.reduce_sum(tf.cast(mask, tf.int64), axis=1)                 # [B]
-    shifted = tf.concat([history[:, 1:], tf.zeros_like(history[:, :1])], 1)  # [B, L]
-    positions = tf.range(tf.shape(history, out_type=tf.int64)[1])[None]    # [1, L]
-    next_items = tf.where(positions == count[:, None] - 1,
-                          tf.cast(inputs["target"], tf.int64)[:, None], shifted)  # [B, L]
-    return tf.boolean_mask(sequence, mask), tf.boolean_mask(next_items, mask)  # [P, D], [P]
-
   def compute_loss(self, inputs, training=False):
-    query, target = self._queries_and_positives(inputs, training)  # [P, D], [P]
+    query, target = self.queries_and_targets(inputs, training)  # [P, D], [P]
     candidates = self.item_tower(target, training=training)        # [P, D]
     probability = None
     if self.logq_correction and self._log_q is not None:
