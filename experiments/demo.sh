@@ -12,19 +12,19 @@ mkdir -p "$OUT"
 step() { printf '\n=== %s\n' "$*"; }
 
 step "1/6 generate synthetic Amazon-2014-format reviews and metadata"
-$PY -m experiments.generate_synthetic --format=amazon --output_dir="$OUT/raw" \
-    --num_users=3000 --num_items=1500 --seed=0
+$PY -m experiments.generate_synthetic --formats=amazon --output_dir="$OUT/raw" \
+    --num_events=60000 --seed=0
 
 step "2/6 preprocess (5-core, leave-one-out, sessions by a 1-hour gap)"
 $PY -m experiments.preprocess --format=amazon \
-    --input="$OUT/raw/reviews_Synthetic.json.gz,$OUT/raw/meta_Synthetic.json.gz" \
+    --input="$OUT/raw/reviews_Synthetic.json,$OUT/raw/meta_Synthetic.json" \
     --output_dir="$OUT/data" --split=leave_one_out \
     --min_user_interactions=5 --min_item_interactions=5
 
 step "3/6 train the SASRec-style two-tower with in-batch softmax"
 $PY -m experiments.train --model=sasrec --data_dir="$OUT/data" \
-    --model_dir="$OUT/model" --epochs=3 --batch_size=128 --all_prefixes \
-    --max_len=20 --embedding_dim=32 --learning_rate=0.003
+    --model_dir="$OUT/model" --epochs=10 --batch_size=128 --last_cut \
+    --max_len=20 --embedding_dim=32 --learning_rate=0.003 --param=logq_correction=False
 
 step "4/6 evaluate: full ranking and 100 popularity-sampled negatives"
 $PY -m experiments.evaluate --model_dir="$OUT/model" --data_dir="$OUT/data" \
@@ -51,6 +51,7 @@ print(",".join(vocab[i - 1] for i in row if i > 0))
 PYEOF
 )
   echo "user $u history: $hist"
-  $PY -m experiments.retrieve --export_dir="$OUT/export" --history="$hist" --k=5
+  $PY -m experiments.retrieve --export_dir="$OUT/export" --index_dir="$OUT/export/index_hnsw" \
+      --history="$hist" --k=5
 done
 echo; echo "demo finished: outputs in $OUT/"
