@@ -253,3 +253,13 @@ def test_amazon_worker_processes_give_the_same_result(tmp_path):
   pd.testing.assert_frame_equal(one.interactions, two.interactions)
   assert one.report.to_dict() == two.report.to_dict()
   assert two.report.files[reviews].dropped == {"malformed_json": 1}
+
+
+def test_derive_category_skips_root_attributes_and_prefers_common_ones():
+  from dcg_tf.data.loaders.sequence import derive_category  # pylint: disable=g-import-not-at-top
+  # "root" is on 4 of 4 items (> 50%: skipped); "face" on 2, "eyes" on 1,
+  # brands "b1", "b2" on 1 each. Item 3 has only the root: it keeps it.
+  items = [["root", "face", "b1"], ["root", "face", "b2"], ["root", "eyes"], ["root"], []]
+  assert derive_category(items) == ["face", "face", "eyes", "root", None]
+  # Tie between "b1" and "eyes" (one item each): the smaller string wins.
+  assert derive_category([["b1", "eyes"], ["x"], ["y"]]) == ["b1", "x", "y"]

@@ -27,7 +27,39 @@ def is_attribute_file(path):
   return os.path.basename(str(path)).endswith("_item2attributes.json")
 
 
-def load_sequence(paths, layout="auto"):
+def derive_category(attribute_lists, max_coverage=0.5):
+  """One category per item from its attribute list (S3-Rec data has no category).
+
+  S3-Rec's attributes mix Amazon's category path and the brand, without names.
+  The category of an item is its attribute carried by the most items, ignoring
+  attributes carried by more than `max_coverage` of the catalog (the roots of
+  the category path, such as "Beauty"); brands, each on few items, rarely win.
+  Ties go to the smaller attribute string. An item whose attributes are all
+  above the coverage takes its most common one; an item without any gets None.
+
+  Args:
+    attribute_lists: list of lists of attribute strings, one per item.
+    max_coverage: share of items above which an attribute is a root.
+
+  Returns:
+    list of str or None, one per item.
+  """
+  frequency = {}
+  for attrs in attribute_lists:
+    for a in set(attrs):
+      frequency[a] = frequency.get(a, 0) + 1
+  limit = max_coverage * max(len(attribute_lists), 1)
+  out = []
+  for attrs in attribute_lists:
+    if not attrs:
+      out.append(None)
+      continue
+    narrow = [a for a in set(attrs) if frequency[a] <= limit] or list(set(attrs))
+    out.append(min(narrow, key=lambda a: (-frequency[a], a)))
+  return out
+
+
+def load_sequence(paths, layout="auto", category_from_attributes=True):
   """Loads sequence files.
 
   Args:
@@ -35,6 +67,8 @@ def load_sequence(paths, layout="auto"):
       `*_item2attributes.json` files.
     layout: "pairs", "user_per_line", or "auto" (user_per_line when a line has
       more than two fields or an attribute file is given).
+    category_from_attributes: with attributes, also derive a single-valued
+      `category` feature (`derive_category`), which Multi-CLRec's routing needs.
 
   Returns:
     RawData.
@@ -56,6 +90,8 @@ def load_sequence(paths, layout="auto"):
     features = pd.concat(parts)
     features = features[~features.index.duplicated(keep="first")]
     multi = ("attribute",)
+    if category_from_attributes:
+      features["category"] = derive_category(list(features["attribute"]))
   return raw_lib.RawData(interactions=interactions, item_features=features,
                          report=report, multi_valued=multi, has_time=False)
 
