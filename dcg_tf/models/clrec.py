@@ -259,6 +259,15 @@ class CLRecModel(RetrievalModel):
     batch_positive = (self.item_tower(target, training=training)
                       if self.all_positions else positive)         # [B, D]
     negatives, valid, ids = self._item_negatives(target, batch_positive, training)
+    if self.all_positions:
+      # Every position's positive is also a live negative of the other rows
+      # (Figure 1a within the batch), in place of the B targets' live copies;
+      # otherwise items that are only ever interior positives would never be
+      # pushed away from anyone and turn into hubs.
+      b = tf.shape(target)[0]
+      negatives = tf.concat([positive, negatives[b:]], 0)          # [P + C, D]
+      valid = tf.concat([tf.ones_like(positive_ids, tf.bool), valid[b:]], 0)
+      ids = tf.concat([positive_ids, ids[b:]], 0)                  # [P + C]
     positive_ids, negative_ids = self._hit_ids(positive_ids, ids)
     u2i = tf.reduce_mean(queue_contrastive(
         query, positive, negatives, valid, positive_ids, negative_ids,

@@ -317,3 +317,29 @@ def test_registered_experiments_build_and_train_one_step(name, encoder):
     assert np.isfinite(model.train_step(BATCH2)["loss"].numpy())
   if name == "clrec":
     assert int(model.item_queue.size.numpy()) == 6   # two batches of 3
+
+
+def test_all_positions_in_batch_equals_in_batch_softmax_over_positions():
+  """With all_positions and queue="in_batch", Eq. 3 runs over every position
+  with all positions' positives as negatives: the in-batch softmax (tested
+  against NumPy in tests/losses) on (queries [P], positives [P])."""
+  import dcg_tf.layers.item_embedding as ie  # pylint: disable=g-import-not-at-top
+  from dcg_tf.layers.item_tower import ItemTower  # pylint: disable=g-import-not-at-top
+  from dcg_tf.layers.self_attention_user_tower import SelfAttentionUserTower  # pylint: disable=g-import-not-at-top
+  from dcg_tf.losses.in_batch_softmax import in_batch_softmax  # pylint: disable=g-import-not-at-top
+  from dcg_tf.models.clrec import CLRecModel  # pylint: disable=g-import-not-at-top
+  tf.random.set_seed(0)
+  emb = ie.ItemEmbedding(num_items=9, dim=8)
+  user = SelfAttentionUserTower(emb, max_len=4, num_blocks=1, dropout=0.0,
+                                l2_normalize=True)
+  item = ItemTower(emb, l2_normalize=True)
+  model = CLRecModel(user, item, queue="in_batch", temperature=0.5, all_positions=True)
+  batch = {"history": tf.constant([[1, 2, 3, 0], [4, 5, 0, 0]], tf.int64),
+           "history_mask": tf.constant([[1, 1, 1, 0], [1, 1, 0, 0]]) > 0,
+           "target": tf.constant([6, 2], tf.int64)}
+  got = model.compute_loss(batch, training=False)["loss"]
+  queries, ids = model.queries_and_targets(batch)
+  np.testing.assert_array_equal(ids.numpy(), [2, 3, 6, 5, 2])
+  expected = tf.reduce_mean(in_batch_softmax(queries, item(ids), temperature=0.5,
+                                             candidate_ids=ids))
+  np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5)
