@@ -3,7 +3,8 @@ r"""Evaluates a trained model under one protocol; writes JSON, prints Markdown.
   python -m experiments.evaluate --model_dir=DIR --data_dir=DIR \
       --protocol=full|popular100|uniform100 --output=FILE.json \
       [--split=test] [--keep_train_items] [--ks=1,5,10,20,50,100,200,500] \
-      [--candidates_dir=DIR] [--debias_png=FILE.png [--compare=NAME=DIR,...]]
+      [--candidates_dir=DIR] [--debias_png=FILE.png [--compare=NAME=DIR,...]] \
+      [--checkpoint=latest|best]
 
 Rebuilds the model of `model_dir` (`dcg_tf.training.checkpoint`), computes the
 item embeddings `item_tower(1..N)` in batches and runs
@@ -26,11 +27,10 @@ from absl import app
 from absl import flags
 
 import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
-import numpy as np
-import tensorflow as tf
 from dcg_tf.evaluation import debias
 from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import protocols
+from dcg_tf.training import checkpoint
 
 FLAGS = flags.FLAGS
 
@@ -52,65 +52,50 @@ flags.DEFINE_string("debias_png", None,
                     "Also write CLRec's Figure 4 histogram here (and Table 10).")
 flags.DEFINE_list("compare", [],
                   "NAME=MODEL_DIR pairs compared with --model_dir in --debias_png.")
+flags.DEFINE_enum("checkpoint", "latest", list(checkpoint.CHECKPOINTS),
+                  "Which weights: the end of training or the best validation epoch "
+                  "(training with --validate_every); also for --compare.")
 
-_ITEM_BATCH = 8192
 # Provenance keys of the output JSON, beside the metric keys.
 _META_KEYS = ("protocol", "split", "model_dir", "experiment", "data_dir",
-              "dataset_fingerprint", "exclude_train_items", "max_len", "debias")
+              "dataset_fingerprint", "exclude_train_items", "max_len", "debias",
+              "checkpoint")
 
 
-def item_embeddings(item_tower, num_items, batch_size=_ITEM_BATCH):
-  """float32 [N, D]: `item_tower(1..N)` computed in batches (row r = item r+1)."""
-  parts = []
-  for lo in range(1, num_items + 1, batch_size):
-    ids = tf.range(lo, min(lo + batch_size, num_items + 1), dtype=tf.int64)
-    parts.append(np.asarray(item_tower(ids, training=False), np.float32))
-  return np.concatenate(parts)
-
-
-def user_tower_fn(model):
-  """The model's user tower as the evaluator's `user_tower_fn` (inference mode)."""
-
-  def fn(batch):
-    output = model.user_tower(batch, training=False)
-    if isinstance(output, (tuple, list)):
-      return tuple(np.asarray(x) for x in output)
-    return np.asarray(output)
-  return fn
-
-
-def _load(model_dir, data_dir):
-  from dcg_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+def _load(model_dir, data_dir, which="latest"):
   info = checkpoint.read_run_info(model_dir)
-  model, data = checkpoint.load_trained_model(model_dir, data_dir)
+  model, data = checkpoint.load_trained_model(model_dir, data_dir, which)
   return info, model, data
 
 
 def run(model_dir, data_dir=None, protocol="full", split="test",
         keep_train_items=False, ks=evaluator.DEFAULT_KS, batch_size=512, max_len=None,
-        candidates_dir=None, seed=None, debias_png=None, compare=None):
+        candidates_dir=None, seed=None, debias_png=None, compare=None,
+        which="latest"):
   """Evaluates `model_dir`; returns the JSON-ready results dict."""
-  info, model, data = _load(model_dir, data_dir)
+  info, model, data = _load(model_dir, data_dir, which)
   max_len = max_len or info.get("trainer", {}).get("max_len", 50)
-  items = item_embeddings(model.item_tower, data.num_items)
+  items = evaluator.model_item_embeddings(model, data.num_items)
   results = evaluator.evaluate(
-      user_tower_fn(model), items, data, split=split, protocol=protocol, ks=ks,
+      evaluator.model_user_tower_fn(model), items, data, split=split, protocol=protocol, ks=ks,
       exclude_train=not keep_train_items, max_len=max_len, batch_size=batch_size,
       candidates_dir=candidates_dir, seed=seed)
   results.update(protocol=protocol, split=split, model_dir=model_dir,
                  experiment=info.get("experiment"), data_dir=data.directory,
                  dataset_fingerprint=data.fingerprint,
-                 exclude_train_items=not keep_train_items, max_len=max_len)
+                 exclude_train_items=not keep_train_items, max_len=max_len,
+                 checkpoint=os.path.relpath(checkpoint.checkpoint_path(model_dir, which),
+                                            os.path.join(model_dir, "checkpoints")))
   if debias_png:
     models = {info.get("experiment") or os.path.basename(model_dir):
-              (user_tower_fn(model), items)}
+              (evaluator.model_user_tower_fn(model), items)}
     for name, other_dir in (compare or {}).items():
-      _, other, other_data = _load(other_dir, data.directory)
+      _, other, other_data = _load(other_dir, data.directory, which)
       if other_data.fingerprint != data.fingerprint:
         raise ValueError("--compare %s=%s was trained on another dataset"
                          % (name, other_dir))
-      models[name] = (user_tower_fn(other), item_embeddings(other.item_tower,
-                                                            data.num_items))
+      models[name] = (evaluator.model_user_tower_fn(other),
+                      evaluator.model_item_embeddings(other, data.num_items))
     results["debias"] = debias.debias_report(models, data, k=10, max_len=max_len,
                                              png_path=debias_png)
   return results
@@ -140,7 +125,7 @@ def main(argv):
   results = run(FLAGS.model_dir, FLAGS.data_dir, FLAGS.protocol, FLAGS.split,
                 FLAGS.keep_train_items, ks, FLAGS.batch_size, FLAGS.max_len,
                 FLAGS.candidates_dir, FLAGS.seed, FLAGS.debias_png,
-                _parse_compare(FLAGS.compare))
+                _parse_compare(FLAGS.compare), FLAGS.checkpoint)
   output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
   os.makedirs(output_dir, exist_ok=True)
   with open(FLAGS.output, "w") as f:

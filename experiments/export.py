@@ -1,9 +1,11 @@
 r"""Exports a trained model's towers as SavedModels that take raw ids.
 
-  python -m experiments.export --model_dir=DIR --export_dir=DIR [--data_dir=DIR]
+  python -m experiments.export --model_dir=DIR --export_dir=DIR [--data_dir=DIR] \
+      [--checkpoint=latest|best]
 
 Rebuilds the model recorded in `model_dir/run.json`, restores its latest
-checkpoint and writes `user_tower/`, `item_tower/`, `item_embeddings.npy`,
+checkpoint (or, with `--checkpoint=best`, the epoch with the best validation
+metric, written when training ran with `--validate_every`) and writes `user_tower/`, `item_tower/`, `item_embeddings.npy`,
 `item_ids.txt` and `export.json` into `export_dir`
 (`dcg_tf.serving.export.export_towers`). Only the towers are exported.
 """
@@ -14,7 +16,6 @@ from absl import app
 from absl import flags
 
 import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
-import tensorflow as tf
 from dcg_tf.serving.export import export_towers
 from dcg_tf.training import checkpoint
 
@@ -25,15 +26,17 @@ flags.DEFINE_string("export_dir", None, "Output folder (must be new or empty).")
 flags.DEFINE_string("data_dir", None,
                     "Processed dataset; default: the one recorded at training.")
 flags.DEFINE_bool("overwrite", False, "Write into a non-empty export_dir.")
+flags.DEFINE_enum("checkpoint", "latest", list(checkpoint.CHECKPOINTS),
+                  "Which weights: the end of training or the best validation epoch.")
 
 
-def run(model_dir, export_dir, data_dir=None, overwrite=False):
+def run(model_dir, export_dir, data_dir=None, overwrite=False, which="latest"):
   """Exports the towers of `model_dir`; returns the `export.json` dict."""
   info = checkpoint.read_run_info(model_dir)
-  model, data = checkpoint.load_trained_model(model_dir, data_dir)
-  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  model, data = checkpoint.load_trained_model(model_dir, data_dir, which)
+  path = checkpoint.checkpoint_path(model_dir, which)
   provenance = {"experiment": info["experiment"], "params": info["params"],
-                "checkpoint": os.path.basename(latest or "")}
+                "checkpoint": os.path.relpath(path, os.path.join(model_dir, "checkpoints"))}
   return export_towers(model.user_tower, model.item_tower, data, export_dir,
                        max_len=info["trainer"]["max_len"],
                        fingerprint_extra=provenance, overwrite=overwrite)
@@ -44,7 +47,8 @@ def main(argv):
   for name in ("model_dir", "export_dir"):
     if not getattr(FLAGS, name):
       raise app.UsageError("--%s is required" % name)
-  content = run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.data_dir, FLAGS.overwrite)
+  content = run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.data_dir, FLAGS.overwrite,
+                FLAGS.checkpoint)
   print("Exported %d items x %d dims (metric %s%s) to %s; fingerprint %s" % (
       content["num_items"], content["embedding_dim"], content["metric"],
       ", %d interests" % content["num_interests"] if content["multi_interest"] else "",

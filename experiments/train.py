@@ -8,6 +8,13 @@ Killed and started again with the same command, it resumes from the last
 checkpoint (model, optimizer slots, queues, step, epoch, position in the epoch,
 random generator). `model_dir` receives `flags.txt`, `run.json` (experiment,
 parameters, dataset fingerprint), `checkpoints/` and TensorBoard `logs/`.
+
+With `--validate_every=N` the model is evaluated on the validation split
+(`--validation_protocol`, default popular100) every N epochs; the metrics go to
+TensorBoard (`valid/`) and `validation.json`, and the epoch with the best
+`--best_metric` (default HR@10) is kept in `checkpoints/best`, which
+`experiments.evaluate` and `experiments.export` read with `--checkpoint=best`
+(model selection on validation, as SASRec and BERT4Rec do).
 """
 
 import ast
@@ -20,6 +27,8 @@ from absl import flags
 
 import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.data.dataset import ProcessedDataset
+from dcg_tf.evaluation import evaluator
+from dcg_tf.evaluation import protocols
 from dcg_tf.models import registry
 from dcg_tf import optimizers
 from dcg_tf.training import checkpoint
@@ -48,6 +57,16 @@ flags.DEFINE_bool("last_cut", False,
                   "every training event is a target each epoch.")
 flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every N steps.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_integer("validate_every", 0,
+                     "Evaluate on the validation split every N epochs (and after the "
+                     "last); 0: never. Metrics go to TensorBoard (valid/) and "
+                     "model_dir/validation.json.")
+flags.DEFINE_string("validation_protocol", "popular100",
+                    "Protocol of the validation: full, popular100 or uniform100.")
+flags.DEFINE_string("best_metric", "HR@10",
+                    "With --validate_every: keep the weights of the epoch with the "
+                    "highest value of this validation metric in checkpoints/best "
+                    "(evaluate/export --checkpoint=best); empty: do not keep.")
 # Common model parameters, shortcuts for --param=name=value.
 flags.DEFINE_string("user_encoder", None, "Override: mean | sasrec | clrec.")
 flags.DEFINE_string("loss", None, "Override the experiment's loss.")
@@ -84,6 +103,23 @@ def parse_overrides(defaults):
   return overrides
 
 
+def make_validate_fn(data, protocol, max_len):
+  """`model -> metrics` on the validation split (the trainer's `validate_fn`)."""
+  if protocol not in protocols.PROTOCOLS:
+    raise app.UsageError("--validation_protocol must be one of %s, got %r"
+                         % (sorted(protocols.PROTOCOLS), protocol))
+  try:
+    data.eval_file("valid")
+  except ValueError as e:
+    raise app.UsageError("--validate_every needs a validation split: %s" % e) from e
+
+  def validate(model):
+    return evaluator.evaluate_model(model, data, split="valid", protocol=protocol,
+                                    ks=(1, 5, 10, 20, 50), max_len=max_len,
+                                    progress=False)
+  return validate
+
+
 def main(argv):
   del argv
   if FLAGS.list_models:
@@ -103,7 +139,12 @@ def main(argv):
   config = trainer_lib.TrainerConfig(
       batch_size=FLAGS.batch_size, max_len=FLAGS.max_len, epochs=FLAGS.epochs,
       steps=FLAGS.steps, seed=FLAGS.seed, all_prefixes=FLAGS.all_prefixes,
-      last_cut=FLAGS.last_cut, checkpoint_every=FLAGS.checkpoint_every, progress=FLAGS.progress)
+      last_cut=FLAGS.last_cut, checkpoint_every=FLAGS.checkpoint_every,
+      progress=FLAGS.progress, validate_every=FLAGS.validate_every,
+      best_metric=FLAGS.best_metric if FLAGS.validate_every else "")
+  validate_fn = None
+  if FLAGS.validate_every:
+    validate_fn = make_validate_fn(data, FLAGS.validation_protocol, FLAGS.max_len)
   checkpoint.write_run_info(FLAGS.model_dir, {
       "experiment": FLAGS.model,
       "params": params,
@@ -111,6 +152,9 @@ def main(argv):
                   "epochs": config.epochs, "steps": config.steps, "seed": config.seed,
                   "all_prefixes": config.all_prefixes,
                   "last_cut": config.last_cut, "optimizer": FLAGS.optimizer,
+                  "validate_every": config.validate_every,
+                  "validation_protocol": FLAGS.validation_protocol,
+                  "best_metric": config.best_metric,
                   "learning_rate": FLAGS.learning_rate},
       "data_dir": os.path.abspath(FLAGS.data_dir),
       "dataset_fingerprint": data.fingerprint,
@@ -120,7 +164,8 @@ def main(argv):
     f.write(FLAGS.flags_into_string())
   model = registry.build_model(FLAGS.model, params, data)
   optimizer = optimizers.get_optimizer(FLAGS.optimizer, FLAGS.learning_rate)
-  trainer = trainer_lib.Trainer(model, optimizer, data, FLAGS.model_dir, config)
+  trainer = trainer_lib.Trainer(model, optimizer, data, FLAGS.model_dir, config,
+                                validate_fn=validate_fn)
   print("Training %s on %s (%d users, %d items) into %s" % (
       FLAGS.model, FLAGS.data_dir, data.num_users, data.num_items, FLAGS.model_dir),
         file=sys.stderr)

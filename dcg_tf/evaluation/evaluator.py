@@ -29,6 +29,7 @@ from dcg_tf.evaluation.topk import TopKSearcher
 
 DEFAULT_KS = metrics.DEFAULT_KS
 _CHUNK_USERS = 2048
+_ITEM_BATCH = 8192
 
 
 class _Progress:
@@ -53,6 +54,32 @@ class _Progress:
       if self.done >= self.total:
         sys.stderr.write("\n")
       sys.stderr.flush()
+
+
+def model_item_embeddings(model, num_items, batch_size=_ITEM_BATCH):
+  """float32 [N, D]: `model.item_tower(1..N)` in batches (row r = item r + 1)."""
+  parts = []
+  for lo in range(1, num_items + 1, batch_size):
+    ids = tf.range(lo, min(lo + batch_size, num_items + 1), dtype=tf.int64)
+    parts.append(np.asarray(model.item_tower(ids, training=False), np.float32))
+  return np.concatenate(parts)
+
+
+def model_user_tower_fn(model):
+  """`model.user_tower` in inference mode as `evaluate`'s `user_tower_fn`."""
+
+  def fn(batch):
+    output = model.user_tower(batch, training=False)
+    if isinstance(output, (tuple, list)):
+      return tuple(np.asarray(x) for x in output)
+    return np.asarray(output)
+  return fn
+
+
+def evaluate_model(model, data, **kwargs):
+  """`evaluate` for a `RetrievalModel`: its user tower against its item tower."""
+  return evaluate(model_user_tower_fn(model), model_item_embeddings(model, data.num_items),
+                  data, **kwargs)
 
 
 def as_queries(output):

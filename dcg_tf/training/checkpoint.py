@@ -45,13 +45,35 @@ def read_run_info(model_dir):
     return json.load(f)
 
 
-def load_trained_model(model_dir, data_dir=None):
-  """Rebuilds the model of `model_dir` and restores its latest checkpoint.
+CHECKPOINTS = ("latest", "best")
+
+
+def checkpoint_path(model_dir, checkpoint="latest"):
+  """The checkpoint prefix of `model_dir` to restore: "latest" or "best"."""
+  if checkpoint not in CHECKPOINTS:
+    raise ValueError("checkpoint must be one of %s, got %r" % (CHECKPOINTS, checkpoint))
+  folder = os.path.join(model_dir, "checkpoints")
+  if checkpoint == "best":
+    folder = os.path.join(folder, "best")
+  path = tf.train.latest_checkpoint(folder)
+  if path is None:
+    if checkpoint == "best":
+      raise FileNotFoundError(
+          "%s has no best checkpoint: train with --validate_every=N (it keeps the "
+          "weights with the best --best_metric on the validation split)" % model_dir)
+    raise FileNotFoundError("%s has no checkpoint yet" % model_dir)
+  return path
+
+
+def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
+  """Rebuilds the model of `model_dir` and restores one of its checkpoints.
 
   Args:
     model_dir: a folder written by `experiments/train.py`.
     data_dir: the processed dataset; defaults to the one recorded at training.
       Its fingerprint must match the one the model was trained on.
+    checkpoint: "latest" (the end of training) or "best" (the epoch with the
+      best validation metric, written when training validated).
 
   Returns:
     `(model, data)`: the `RetrievalModel` and the `ProcessedDataset`.
@@ -67,9 +89,7 @@ def load_trained_model(model_dir, data_dir=None):
   batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,
                                           max_len=info["trainer"]["max_len"])))
   model.compute_loss(_as_train_batch(batch), training=False)
-  path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if path is None:
-    raise FileNotFoundError("%s has no checkpoint yet" % model_dir)
+  path = checkpoint_path(model_dir, checkpoint)
   tf.train.Checkpoint(model=model).restore(path).expect_partial()
   return model, data
 

@@ -8,7 +8,18 @@ loop restores the latest checkpoint and continues from the same batch: the
 input of epoch `e` is a pure function of `(seed, e)` (see
 `dcg_tf.data.pipeline.train_dataset`), so skipping the batches already consumed
 lands on the exact next batch.
+
+Validation (`validate_every` > 0 and a `validate_fn`): after every
+`validate_every`-th epoch and after the last, `validate_fn(model)` returns a dict
+of metrics (e.g. HR@10 on the validation split,
+`dcg_tf.evaluation.evaluator.evaluate_model`). They go to TensorBoard under
+`valid/` and to `model_dir/validation.json`; with `best_metric`, the weights of
+the best epoch so far are kept in `model_dir/checkpoints/best` (model only;
+`dcg_tf.training.checkpoint.load_trained_model(..., checkpoint="best")`), and
+the best value is part of the training checkpoint, so a resumed run keeps it.
 """
+
+import json
 
 import dataclasses
 import math
@@ -41,6 +52,8 @@ class TrainerConfig:
   log_every: int = 50
   keep_checkpoints: int = 3
   progress: bool = True
+  validate_every: int = 0   # epochs between validations; 0: never.
+  best_metric: str = ""     # with validation: keep the checkpoint maximising it.
 
 
 class _Progress:
@@ -85,9 +98,15 @@ class Trainer:
     data: a `dcg_tf.data.dataset.ProcessedDataset`.
     model_dir: where checkpoints and TensorBoard logs go.
     config: a `TrainerConfig`.
+    validate_fn: optional `model -> {metric: float}`, called after every
+      `config.validate_every`-th epoch.
   """
 
-  def __init__(self, model, optimizer, data, model_dir, config):
+  def __init__(self, model, optimizer, data, model_dir, config, validate_fn=None):
+    if config.validate_every and validate_fn is None:
+      raise ValueError("TrainerConfig.validate_every=%d needs a validate_fn"
+                       % config.validate_every)
+    self.validate_fn = validate_fn
     self.model = model
     self.optimizer = optimizer
     self.data = data
@@ -98,14 +117,20 @@ class Trainer:
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                      name="step_in_epoch")
+    self.best_value = tf.Variable(-np.inf, dtype=tf.float64, trainable=False,
+                                  name="best_value")
     tf.random.set_global_generator(tf.random.Generator.from_seed(config.seed))
     self.checkpoint = tf.train.Checkpoint(
         model=model, optimizer=optimizer, global_step=self.global_step,
         epoch=self.epoch, step_in_epoch=self.step_in_epoch,
-        rng=tf.random.get_global_generator())
+        rng=tf.random.get_global_generator(), best_value=self.best_value)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(model_dir, "checkpoints"),
         max_to_keep=config.keep_checkpoints)
+    self.best_manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model), os.path.join(model_dir, "checkpoints", "best"),
+        max_to_keep=1)
+    self.validation_path = os.path.join(model_dir, "validation.json")
     self._train_fn = tf.function(model.train_step, reduce_retracing=True)
     self.history = []
 
@@ -205,11 +230,53 @@ class Trainer:
       if not stop:
         for callback in callbacks:
           callback.on_epoch_end(epoch, metrics)
+        if config.validate_every and ((epoch + 1) % config.validate_every == 0
+                                      or epoch + 1 == config.epochs):
+          self._validate(epoch, writer)
         self.epoch.assign_add(1)
         self.step_in_epoch.assign(0)
       self.manager.save(checkpoint_number=int(self.global_step))
     writer.flush()
     return metrics
+
+  def validation_history(self):
+    """The validation records written so far (a list of dicts), [] if none."""
+    if not os.path.exists(self.validation_path):
+      return []
+    with open(self.validation_path) as f:
+      return json.load(f)
+
+  def _validate(self, epoch, writer):
+    """Runs `validate_fn`, logs it, and keeps the best weights (see module doc)."""
+    start = time.time()
+    values = {k: float(v) for k, v in self.validate_fn(self.model).items()
+              if isinstance(v, (int, float, np.number))}
+    step = int(self.global_step)
+    with writer.as_default(step=step):
+      for name, value in values.items():
+        tf.summary.scalar("valid/" + name, value)
+    record = {"epoch": epoch + 1, "step": step, "metrics": values}
+    best = self.config.best_metric
+    if best:
+      if best not in values:
+        raise KeyError("best_metric %r is not among the validation metrics %s"
+                       % (best, sorted(values)))
+      if values[best] > float(self.best_value):
+        self.best_value.assign(values[best])
+        self.best_manager.save(checkpoint_number=step)
+        record["best"] = True
+    # A resumed run may repeat an epoch: its earlier record is replaced.
+    history = [r for r in self.validation_history() if r["epoch"] <= epoch]
+    history.append(record)
+    tmp = self.validation_path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(history, f, indent=1)
+    os.replace(tmp, self.validation_path)
+    shown = {k: values[k] for k in sorted(values) if k.startswith(("HR@", "NDCG@10"))}
+    print("validation after epoch %d (%.0f s): %s%s" % (
+        epoch + 1, time.time() - start,
+        " ".join("%s=%.4f" % kv for kv in shown.items()),
+        " (best %s so far)" % best if record.get("best") else ""), file=sys.stderr)
 
 
 def set_seeds(seed):

@@ -62,3 +62,28 @@ def test_evaluate_binary_full_protocol_matches_numpy(tmp_path):
       mrr.append(1.0 / (rank + 1) if rank < 20 else 0.0)
   assert got["HR@10"] == pytest.approx(np.mean(hr10), abs=1e-6)
   assert got["MRR"] == pytest.approx(np.mean(mrr), abs=1e-6)
+
+
+def test_train_validates_and_evaluate_reads_the_best_checkpoint(tmp_path):
+  """--validate_every keeps the best epoch; evaluate --checkpoint=best reproduces it."""
+  data_dir = fixtures.write_tiny_dataset(str(tmp_path / "data"), num_users=60,
+                                         num_items=40, seed=5)
+  model_dir = str(tmp_path / "model")
+  _run("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
+       "--model_dir=" + model_dir, "--epochs=3", "--batch_size=16", "--max_len=20",
+       "--progress=false", "--validate_every=1", "--validation_protocol=full",
+       "--best_metric=MRR")
+  with open(os.path.join(model_dir, "validation.json")) as f:
+    history = json.load(f)
+  assert [r["epoch"] for r in history] == [1, 2, 3]
+  mrrs = [r["metrics"]["MRR"] for r in history]
+  best = [r for r in history if r.get("best")][-1]
+  assert best["metrics"]["MRR"] == max(mrrs)
+  output = str(tmp_path / "valid.json")
+  _run("experiments.evaluate", "--model_dir=" + model_dir, "--data_dir=" + data_dir,
+       "--protocol=full", "--split=valid", "--checkpoint=best", "--output=" + output)
+  with open(output) as f:
+    got = json.load(f)
+  assert got["checkpoint"] == "best/ckpt-%d" % best["step"]
+  assert got["MRR"] == pytest.approx(best["metrics"]["MRR"], abs=1e-6)
+  assert got["HR@10"] == pytest.approx(best["metrics"]["HR@10"], abs=1e-6)

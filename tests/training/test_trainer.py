@@ -85,3 +85,56 @@ def test_nan_loss_stops_with_a_clear_message(data, tmp_path):
                                 str(tmp_path / "nan"), config)
   with pytest.raises(trainer_lib.NonFiniteLossError, match="became nan at step 3"):
     trainer.train()
+
+
+def test_validation_keeps_the_weights_of_the_best_epoch(data, tmp_path):
+  """The scripted metric peaks after epoch 2: checkpoints/best holds those weights."""
+  from dcg_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  scripted = [0.1, 0.5, 0.3]
+  snapshots = []
+
+  def validate(model):
+    snapshots.append(_weights(model))
+    return {"HR@10": scripted[len(snapshots) - 1], "MRR": 0.0}
+
+  trainer_lib.set_seeds(3)
+  params = registry.resolve_params("two_tower", _PARAMS)
+  model = registry.build_model("two_tower", params, data)
+  config = trainer_lib.TrainerConfig(batch_size=4, max_len=6, epochs=3, seed=3,
+                                     all_prefixes=True, progress=False,
+                                     validate_every=1, best_metric="HR@10")
+  trainer = trainer_lib.Trainer(model, get_optimizer("lazy_adam", 0.05), data,
+                                str(tmp_path), config, validate_fn=validate)
+  trainer.train()
+  history = trainer.validation_history()
+  assert [r["epoch"] for r in history] == [1, 2, 3]
+  assert [r["metrics"]["HR@10"] for r in history] == scripted
+  assert [r.get("best", False) for r in history] == [True, True, False]
+  assert float(trainer.best_value) == 0.5
+  # Restoring "best" into a fresh model gives the weights seen after epoch 2;
+  # "latest" gives the final ones, which differ.
+  restored = registry.build_model("two_tower", params, data)
+  restored.compute_loss(next(iter(trainer_lib.pipeline.train_dataset(
+      data, batch_size=4, max_len=6, seed=3, epoch=0, all_prefixes=True))),
+                        training=False)
+  path = checkpoint.checkpoint_path(str(tmp_path), "best")
+  tf.train.Checkpoint(model=restored).restore(path).expect_partial()
+  got, best, final = _weights(restored), snapshots[1], _weights(model)
+  for name in best:
+    np.testing.assert_array_equal(got[name], best[name], err_msg=name)
+  assert any(not np.array_equal(best[n], final[n]) for n in best)
+
+
+def test_validate_every_needs_a_validate_fn(data, tmp_path):
+  params = registry.resolve_params("two_tower", _PARAMS)
+  model = registry.build_model("two_tower", params, data)
+  config = trainer_lib.TrainerConfig(batch_size=4, max_len=6, validate_every=1)
+  with pytest.raises(ValueError, match="validate_fn"):
+    trainer_lib.Trainer(model, get_optimizer("lazy_adam", 0.05), data, str(tmp_path),
+                        config)
+
+
+def test_best_checkpoint_missing_is_a_clear_error(tmp_path):
+  from dcg_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  with pytest.raises(FileNotFoundError, match="--validate_every"):
+    checkpoint.checkpoint_path(str(tmp_path), "best")
