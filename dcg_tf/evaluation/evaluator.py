@@ -66,10 +66,16 @@ def model_item_embeddings(model, num_items, batch_size=_ITEM_BATCH):
 
 
 def model_user_tower_fn(model):
-  """`model.user_tower` in inference mode as `evaluate`'s `user_tower_fn`."""
+  """`model.user_tower` in inference mode as `evaluate`'s `user_tower_fn`.
+
+  The tower runs inside one `tf.function` (traced once per batch shape), which
+  is several times faster than calling the Keras layers eagerly per batch.
+  """
+  tower = tf.function(lambda batch: model.user_tower(batch, training=False),
+                      reduce_retracing=True)
 
   def fn(batch):
-    output = model.user_tower(batch, training=False)
+    output = tower(batch)
     if isinstance(output, (tuple, list)):
       return tuple(np.asarray(x) for x in output)
     return np.asarray(output)
