@@ -27,10 +27,7 @@ Target: clrec_cached >= 2x sampled_softmax.
   python -m benchmarks.clrec_throughput_benchmark --quick  # smoke test
 """
 
-import argparse
-import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,6 +35,7 @@ import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
 from dcg_tf.layers.clrec_user_tower import CLRecUserTower  # noqa: E402
 from dcg_tf.layers.item_embedding import ItemEmbedding  # noqa: E402
@@ -51,7 +49,7 @@ MODELS = ("clrec_cached", "clrec_raw", "sampled_softmax")
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = common.make_parser(__doc__, rounds=7, steps_per_round=5)
   parser.add_argument("--items", type=int, default=100_000)
   # Appendix A: item id + six categorical features (categories, seller, brand...).
   parser.add_argument("--single_features", type=int, default=6)
@@ -64,17 +62,9 @@ def parse_args(argv):
   parser.add_argument("--batch_size", type=int, default=256)
   parser.add_argument("--negatives", type=int, default=2560)
   parser.add_argument("--history_len", type=int, default=50)
-  parser.add_argument("--rounds", type=int, default=7)
-  parser.add_argument("--steps_per_round", type=int, default=5)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--output", default="", help="optional JSON file of results")
-  parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-  args = parser.parse_args(argv)
-  if args.quick:
-    args.items, args.vocab, args.tokens, args.dim = 2_000, 500, 8, 16
-    args.item_hidden, args.batch_size, args.negatives = "32", 16, 64
-    args.history_len, args.rounds, args.steps_per_round = 8, 2, 2
-  return args
+  return common.parse(parser, argv, quick=dict(
+      items=2_000, vocab=500, tokens=8, dim=16, item_hidden="32", batch_size=16,
+      negatives=64, history_len=8, rounds=2, steps_per_round=2))
 
 
 def make_catalog(args, rng):
@@ -155,22 +145,29 @@ def main(argv=None):
     # Trace and fill the queues (negatives / batch steps) before timing.
     for i in range(max(2, args.negatives // args.batch_size)):
       steps[name](batches[i % len(batches)])
-  round_seconds = {name: [] for name in MODELS}
-  for _ in range(args.rounds):
-    for name in MODELS:
-      start = time.perf_counter()
+  def one_round(step):
+    def run():
       for batch in batches:
-        loss = steps[name](batch)["loss"]
+        loss = step(batch)["loss"]
       loss.numpy()
-      round_seconds[name].append(time.perf_counter() - start)
+    return run
+
+  round_seconds, round_cpu_seconds = common.alternating_rounds(
+      {name: one_round(steps[name]) for name in MODELS}, args.rounds)
   examples = args.batch_size * args.steps_per_round
   throughput = {name: examples / float(np.median(s))
                 for name, s in round_seconds.items()}
-  # Also the fastest round (least disturbed by other load on a shared machine).
+  # Also the fastest round (least disturbed by other load on a shared machine)
+  # and examples per CPU-second (insensitive to it).
   best = {name: examples / float(np.min(s)) for name, s in round_seconds.items()}
+  per_cpu = {name: examples / t for name, t in common.median(round_cpu_seconds).items()}
   summary = {
       "args": vars(args),
       "round_seconds": round_seconds,
+      "round_cpu_seconds": round_cpu_seconds,
+      "examples_per_cpu_second": per_cpu,
+      "cpu_ratio_cached_vs_sampled_softmax":
+          per_cpu["clrec_cached"] / per_cpu["sampled_softmax"],
       "examples_per_second": throughput,
       "best_round_examples_per_second": best,
       "best_round_ratio_cached_vs_sampled_softmax":
@@ -180,15 +177,17 @@ def main(argv=None):
       "ratio_raw_vs_sampled_softmax":
           throughput["clrec_raw"] / throughput["sampled_softmax"],
   }
-  print("%-16s %14s %18s" % ("model", "examples/s", "best round ex/s"))
+  print("%-16s %14s %18s %16s" % ("model", "examples/s", "best round ex/s",
+                                   "ex/CPU-second"))
   for name in MODELS:
-    print("%-16s %14.1f %18.1f" % (name, throughput[name], best[name]))
+    print("%-16s %14.1f %18.1f %16.1f" % (name, throughput[name], best[name],
+                                          per_cpu[name]))
   print("cached / sampled_softmax = %.2fx (target >= 2x); raw / sampled_softmax "
         "= %.2fx" % (summary["ratio_cached_vs_sampled_softmax"],
                      summary["ratio_raw_vs_sampled_softmax"]))
-  if args.output:
-    with open(args.output, "w") as f:
-      json.dump(summary, f, indent=2)
+  print("per CPU-second: cached / sampled_softmax = %.2fx"
+        % summary["cpu_ratio_cached_vs_sampled_softmax"])
+  common.write_json(args.output, summary)
   return summary
 
 

@@ -10,8 +10,6 @@ gradients) followed by a Dense(1), mean squared error on random targets.
   python -m benchmarks.optimizer_benchmark --quick         # smoke test, tiny sizes
 """
 
-import argparse
-import json
 import os
 import time
 
@@ -21,27 +19,22 @@ import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
 from dcg_tf.layers.feature_embedding import FeatureEmbedding  # noqa: E402
 from dcg_tf.optimizers import get_optimizer  # noqa: E402
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = common.make_parser(__doc__)
   parser.add_argument("--num_rows", type=int, default=1_000_000)
   parser.add_argument("--dim", type=int, default=64)
   parser.add_argument("--batch_size", type=int, default=1024)
   parser.add_argument("--min_seconds", type=float, default=5.0,
                       help="time each optimizer for at least this long")
   parser.add_argument("--min_steps", type=int, default=10)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--output", default="", help="optional JSON file of results")
-  parser.add_argument("--quick", action="store_true",
-                      help="tiny sizes for a smoke test (10k rows, 0.2 s)")
-  args = parser.parse_args(argv)
-  if args.quick:
-    args.num_rows, args.batch_size, args.min_seconds, args.min_steps = 10_000, 64, 0.2, 3
-  return args
+  return common.parse(parser, argv, quick=dict(
+      num_rows=10_000, batch_size=64, min_seconds=0.2, min_steps=3))
 
 
 def build_model(num_rows, dim, seed):
@@ -100,9 +93,7 @@ def main(argv=None):
   print("lazy_adam / adam speed-up: %.1fx wall, %.1fx CPU" % (ratio, ratio_cpu))
   summary = {"num_rows": args.num_rows, "dim": args.dim, "batch_size": args.batch_size,
              "results": results, "speedup": ratio, "speedup_cpu": ratio_cpu}
-  if args.output:
-    with open(args.output, "w") as f:
-      json.dump(summary, f, indent=2)
+  common.write_json(args.output, summary)
   return summary
 
 

@@ -16,8 +16,6 @@ alternating rounds in one process and the median round is reported.
   python -m benchmarks.step_time_benchmark --quick    # smoke test
 """
 
-import argparse
-import json
 import os
 import resource
 import time
@@ -28,6 +26,7 @@ import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
 from dcg_tf.layers.item_embedding import ItemEmbedding  # noqa: E402
 from dcg_tf.layers.item_tower import ItemTower  # noqa: E402
@@ -37,22 +36,15 @@ from dcg_tf.optimizers import LazyAdam  # noqa: E402
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = common.make_parser(__doc__, rounds=15, steps_per_round=5)
   parser.add_argument("--large_items", type=int, default=10_000_000)
   parser.add_argument("--small_items", type=int, default=10_000)
   parser.add_argument("--dim", type=int, default=64)
   parser.add_argument("--batch_size", type=int, default=512)
   parser.add_argument("--history_len", type=int, default=50)
-  parser.add_argument("--rounds", type=int, default=15)
-  parser.add_argument("--steps_per_round", type=int, default=5)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--output", default="", help="optional JSON file of results")
-  parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-  args = parser.parse_args(argv)
-  if args.quick:
-    args.large_items, args.small_items, args.batch_size = 20_000, 1_000, 32
-    args.history_len, args.rounds, args.steps_per_round = 10, 2, 3
-  return args
+  return common.parse(parser, argv, quick=dict(
+      large_items=20_000, small_items=1_000, batch_size=32, history_len=10,
+      rounds=2, steps_per_round=3))
 
 
 def build_model(num_items, dim, seed):
@@ -109,18 +101,20 @@ def main(argv=None):
 
   # Wall time is what the issue asks for; process CPU time per step is also
   # reported because it is far less sensitive to other jobs on a shared machine.
-  wall = {name: [] for name in sizes}
-  cpu = {name: [] for name in sizes}
-  for _ in range(args.rounds):  # alternate so that load on the machine hits both
-    for name, (model, step, batches) in setups.items():
-      start, start_cpu = time.perf_counter(), time.process_time()
+  def one_round(step, batches):
+    def run():
       for i in range(args.steps_per_round):
         out = step(batches[i % len(batches)])
       out["loss"].numpy()
-      wall[name].append((time.perf_counter() - start) / args.steps_per_round)
-      cpu[name].append((time.process_time() - start_cpu) / args.steps_per_round)
-  median = {name: float(np.median(t)) for name, t in wall.items()}
-  median_cpu = {name: float(np.median(t)) for name, t in cpu.items()}
+    return run
+
+  wall, cpu = common.alternating_rounds(
+      {name: one_round(step, batches) for name, (_, step, batches) in setups.items()},
+      args.rounds)
+  wall = {name: [t / args.steps_per_round for t in ts] for name, ts in wall.items()}
+  cpu = {name: [t / args.steps_per_round for t in ts] for name, ts in cpu.items()}
+  median = common.median(wall)
+  median_cpu = common.median(cpu)
   ratio = median["large"] / median["small"]
   ratio_cpu = median_cpu["large"] / median_cpu["small"]
   print("batch %d users x %d history, dim %d, LazyAdam, %d rounds x %d steps"
@@ -140,9 +134,7 @@ def main(argv=None):
              "step_cpu_seconds": cpu, "median_step_cpu_seconds": median_cpu,
              "unique_rows_per_batch": unique_rows, "ratio": ratio,
              "ratio_cpu": ratio_cpu, "peak_rss_gib": peak_gb}
-  if args.output:
-    with open(args.output, "w") as f:
-      json.dump(summary, f, indent=2)
+  common.write_json(args.output, summary)
   return summary
 
 

@@ -20,10 +20,8 @@ is left out of both). Each is trained with `model.fit` on the same cached
   python -m benchmarks.tfrs_comparison_benchmark --quick   # smoke test
 """
 
-import argparse
-import json
+import functools
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
 from dcg_tf.layers.item_embedding import ItemEmbedding  # noqa: E402
 from dcg_tf.layers.item_tower import ItemTower  # noqa: E402
@@ -43,24 +42,13 @@ TEMPERATURE = 0.1
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = common.make_parser(__doc__, rounds=7, steps_per_round=5)
   parser.add_argument("--num_items", type=int, default=1_000_000)
   parser.add_argument("--dim", type=int, default=64)
   parser.add_argument("--batch_size", type=int, default=512)
   parser.add_argument("--history_len", type=int, default=50)
-  parser.add_argument("--rounds", type=int, default=7)
-  parser.add_argument("--steps_per_round", type=int, default=5)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--output", default="", help="optional JSON file of results")
-  parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-  args = parser.parse_args(argv)
-  if args.quick:
-    args.num_items, args.batch_size, args.history_len = 2_000, 32, 10
-    args.rounds, args.steps_per_round = 1, 3
-  return args
-
-
-# === Ours: dcg_tf towers, TwoTowerModel, LazyAdam ===
+  return common.parse(parser, argv, quick=dict(
+      num_items=2_000, batch_size=32, history_len=10, rounds=1, steps_per_round=3))
 
 
 def build_ours(num_items, dim, log_q):
@@ -154,14 +142,10 @@ def main(argv=None):
     models[name] = model
   # Wall time is what the issue asks for; process CPU time is also reported
   # because it is far less sensitive to other jobs on a shared machine.
-  seconds = {name: [] for name in models}
-  cpu_seconds = {name: [] for name in models}
-  for _ in range(args.rounds):  # alternate so that load on the machine hits both
-    for name, model in models.items():
-      start, start_cpu = time.perf_counter(), time.process_time()
-      model.fit(dataset, epochs=1, steps_per_epoch=args.steps_per_round, verbose=0)
-      seconds[name].append(time.perf_counter() - start)
-      cpu_seconds[name].append(time.process_time() - start_cpu)
+  seconds, cpu_seconds = common.alternating_rounds(
+      {name: functools.partial(model.fit, dataset, epochs=1,
+                               steps_per_epoch=args.steps_per_round, verbose=0)
+       for name, model in models.items()}, args.rounds)
   examples = args.steps_per_round * args.batch_size
   throughput = {name: float(examples / np.median(s)) for name, s in seconds.items()}
   throughput_cpu = {name: float(examples / np.median(s))
@@ -183,9 +167,7 @@ def main(argv=None):
              "examples_per_second": throughput,
              "examples_per_cpu_second": throughput_cpu,
              "ratio": ratio, "ratio_cpu": ratio_cpu}
-  if args.output:
-    with open(args.output, "w") as f:
-      json.dump(summary, f, indent=2)
+  common.write_json(args.output, summary)
   return summary
 
 
