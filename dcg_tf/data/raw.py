@@ -1,6 +1,7 @@
 """`RawData`: what every loader returns and preprocessing consumes, plus the
 reading helpers the loaders share (gzip-transparent opening, streamed line
-blocks, UTF-8 checks, streaming id factorization, tokenization).
+blocks, byte ranges of lines that workers read independently, UTF-8 checks,
+streaming id factorization, tokenization).
 
 See docs/design.md, "Data-layer Python API".
 """
@@ -77,24 +78,48 @@ def interactions_frame(users, items, timestamps, ratings=None, file_index=None,
 CHUNK_BYTES = 16 << 20
 
 
-def open_binary(path):
-  """Opens `path` for binary reading, transparently gunzipping `.gz` files."""
+def is_gzip(path):
+  """True when `path` starts with the gzip magic bytes."""
   path = str(path)
   if not os.path.exists(path):
     raise BadInputError("%s: no such file" % path)
   with open(path, "rb") as f:
-    magic = f.read(2)
-  if magic == b"\x1f\x8b":
+    return f.read(2) == b"\x1f\x8b"
+
+
+def open_binary(path):
+  """Opens `path` for binary reading, transparently gunzipping `.gz` files."""
+  path = str(path)
+  if is_gzip(path):
     return gzip.open(path, "rb")
   return open(path, "rb")
 
 
 def sha256_file(path):
+  """Hex sha256 of the file's bytes.
+
+  Reads 1 MB at a time into one reused buffer (no allocation per read);
+  hashlib and the reads release the GIL, so this can run in a thread.
+  """
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
+  buffer = bytearray(1 << 20)
+  view = memoryview(buffer)
+  with open(path, "rb", buffering=0) as f:
+    while True:
+      size = f.readinto(buffer)
+      if not size:
+        break
+      digest.update(view[:size])
   return digest.hexdigest()
+
+
+def _normalize_block(block):
+  """b"\r\n" -> b"\n" and no trailing b"\r" (the line-end rules of iter_blocks)."""
+  if b"\r" in block:
+    block = block.replace(b"\r\n", b"\n")
+    if block.endswith(b"\r"):
+      block = block[:-1]
+  return block
 
 
 def iter_blocks(stream, chunk_bytes=CHUNK_BYTES):
@@ -116,15 +141,61 @@ def iter_blocks(stream, chunk_bytes=CHUNK_BYTES):
       rest = piece
       continue
     rest = piece[cut + 1:]
-    block = piece[:cut]
-    if b"\r" in block:
-      block = block.replace(b"\r\n", b"\n")
-      if block.endswith(b"\r"):
-        block = block[:-1]
+    block = _normalize_block(piece[:cut])
     yield line_no, block
     line_no += block.count(b"\n") + 1
   if rest:
     yield line_no, rest[:-1] if rest.endswith(b"\r") else rest
+
+
+def byte_ranges(path, chunk_bytes=CHUNK_BYTES):
+  """[(start, end), ...] covering an uncompressed file in `chunk_bytes` steps.
+
+  Each range stands for the lines that *start* inside it (see read_range), so
+  the ranges can be read independently, e.g. by worker processes, and their
+  blocks together are the lines of iter_blocks.
+  """
+  size = os.path.getsize(str(path))
+  return [(start, min(start + chunk_bytes, size))
+          for start in range(0, size, chunk_bytes)]
+
+
+def read_range(path, start, end):
+  """The block of lines of an uncompressed file that start in [start, end).
+
+  Same layout as an iter_blocks block (lines joined by b"\n", no trailing
+  newline, b"\r\n" -> b"\n"); None when no line starts in the range. The line
+  bounds are found with small reads, then the block is read in one piece (no
+  copies of the large buffer).
+  """
+  with open(str(path), "rb") as f:
+    if start == 0:
+      first = 0
+    else:                               # the line begun before `start` is not ours
+      newline = _next_newline(f, start - 1)
+      if newline is None:
+        return None
+      first = newline + 1
+    if first >= end:
+      return None
+    stop = _next_newline(f, end - 1)    # end of the last line (exclusive)
+    if stop is None:
+      stop = os.fstat(f.fileno()).st_size
+    f.seek(first)
+    return _normalize_block(f.read(stop - first))
+
+
+def _next_newline(f, pos):
+  """Offset of the first b"\n" at or after `pos` in file `f`, or None."""
+  f.seek(pos)
+  while True:
+    piece = f.read(1 << 16)
+    if not piece:
+      return None
+    cut = piece.find(b"\n")
+    if cut >= 0:
+      return pos + cut
+    pos += len(piece)
 
 
 def iter_line_chunks(stream, chunk_bytes=CHUNK_BYTES):

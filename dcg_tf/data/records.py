@@ -211,7 +211,7 @@ def _write_records(path, features):
 
 
 def write_train_shards(output_dir, num_shards, users, offsets, items, timestamps,
-                       sessions, item_features):
+                       sessions, item_features, executor=None):
   """Writes the training part as `num_shards` TFRecord files of per-user Examples.
 
   Args:
@@ -223,6 +223,8 @@ def write_train_shards(output_dir, num_shards, users, offsets, items, timestamps
     items, timestamps, sessions: int64 [V] per-event arrays in time order.
     item_features: dict name -> int64 [V] single-valued item feature per event,
       stored as `item_<name>`.
+    executor: a `concurrent.futures.Executor` (e.g. a ThreadPoolExecutor) that
+      writes the shards concurrently; None: one after the other.
 
   Returns:
     list of the K written paths, in shard order.
@@ -249,16 +251,20 @@ def write_train_shards(output_dir, num_shards, users, offsets, items, timestamps
   bounds = np.searchsorted(offsets, targets, side="left")
   bounds[0], bounds[-1] = 0, users.size
   bounds = np.maximum.accumulate(bounds)
-  paths = []
+  paths, shards = [], []
   for k in range(num_shards):
     lo, hi = int(bounds[k]), int(bounds[k + 1])
     a, b = offsets[lo], offsets[hi]
     rows = offsets[lo:hi + 1] - a
     features = {"user": (np.arange(hi - lo + 1, dtype=np.int64), users[lo:hi])}
     features.update({key: (rows, values[a:b]) for key, values in per_event.items()})
-    path = os.path.join(output_dir, train_shard_name(k, num_shards))
-    _write_records(path, features)
-    paths.append(path)
+    paths.append(os.path.join(output_dir, train_shard_name(k, num_shards)))
+    shards.append(features)
+  if executor is None:
+    for path, features in zip(paths, shards):
+      _write_records(path, features)
+  else:
+    list(executor.map(_write_records, paths, shards))     # re-raises any error
   return paths
 
 

@@ -2,6 +2,7 @@
 hand-written input files (the expected rows are written next to the input)."""
 
 import gzip
+import io
 import json
 import zipfile
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dcg_tf.data import raw as raw_lib
 from dcg_tf.data import synthetic
 from dcg_tf.data.loaders import LOADERS
 from dcg_tf.data.loaders import amazon
@@ -263,3 +265,60 @@ def test_derive_category_skips_root_attributes_and_prefers_common_ones():
   assert derive_category(items) == ["face", "face", "eyes", "root", None]
   # Tie between "b1" and "eyes" (one item each): the smaller string wins.
   assert derive_category([["b1", "eyes"], ["x"], ["y"]]) == ["b1", "x", "y"]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("chunk_bytes", [1, 3, 7, 64])
+def test_byte_ranges_give_the_lines_of_iter_blocks(tmp_path, ending, chunk_bytes):
+  # Workers read byte ranges of a file on their own: the blocks of all ranges,
+  # in order, must be exactly the lines iter_blocks yields (empty lines, \r\n,
+  # a last line without newline, lines longer than a range).
+  rng = np.random.default_rng(chunk_bytes)
+  for trial in range(20):
+    lines = [b"x" * int(rng.integers(0, 20)) for _ in range(int(rng.integers(0, 12)))]
+    data = b"".join(line + ending for line in lines) + (b"tail" if trial % 3 else b"")
+    path = tmp_path / ("f%d" % trial)
+    path.write_bytes(data)
+    expected = [line for _, block in raw_lib.iter_blocks(io.BytesIO(data), chunk_bytes)
+                for line in block.split(b"\n")]
+    got = []
+    for start, end in raw_lib.byte_ranges(path, chunk_bytes):
+      block = raw_lib.read_range(path, start, end)
+      if block is not None:
+        got += block.split(b"\n")
+    assert got == expected, (data, chunk_bytes)
+
+
+def test_meta_accounting_across_files_and_workers(tmp_path):
+  # Metadata blocks are parsed by the workers and matched against the reviewed
+  # items at the end: unknown items, repeats (also across files) and bad lines
+  # are counted per file at their line numbers, the first good line wins.
+  reviews = _write_lines(tmp_path / "reviews_Beauty.json",
+                         [json.dumps(r) for r in REVIEWS_2014])
+  meta_a = _write_lines(tmp_path / "meta_A.json", [
+      repr({"asin": "I9", "title": "unknown"}),
+      repr({"asin": "I1", "title": "first", "brand": "A"}),
+      "{'asin': broken",
+      "",
+      repr({"asin": "I1", "title": "again"}),
+      repr({"title": "no id"})])
+  meta_b = _write_lines(tmp_path / "meta_B.json", [
+      repr({"asin": "I1", "title": "other file"}),
+      json.dumps({"asin": "I2", "category": ["X", "Y"], "brand": " "})])
+  for workers in (1, 2):
+    raw = LOADERS["amazon"]([reviews, meta_a, meta_b], chunk_bytes=40,
+                            workers=workers)
+    files = raw.report.files
+    assert list(files) == [reviews, meta_a, meta_b]
+    assert files[meta_a].dropped == {"item_not_in_interactions": 1,
+                                     "malformed_literal": 1, "empty_line": 1,
+                                     "duplicate_item": 1, "missing_item": 1}
+    assert files[meta_a].lines["duplicate_item"] == [5]
+    assert (files[meta_a].read, files[meta_a].kept) == (6, 1)
+    assert files[meta_b].dropped == {"duplicate_item": 1}
+    assert (files[meta_b].read, files[meta_b].kept) == (2, 1)
+    features = raw.item_features
+    assert list(features.index) == ["I1", "I2"]
+    assert features.loc["I1", "title_token"] == ["first"]
+    assert features.loc["I1", "brand"] == "A"
+    assert features.loc["I2", "category"] == "Y" and features.loc["I2", "brand"] is None

@@ -2,6 +2,7 @@
 DIEN's processed layout, each against a NumPy/pure-Python reference or a
 hand-worked example."""
 
+import hashlib
 import json
 import os
 
@@ -355,3 +356,91 @@ def test_time_split_last_days():
   np.testing.assert_array_equal(ts[test.tgt_index] // day, np.tile([8, 9], 3))
   np.testing.assert_array_equal(ts[valid.tgt_index] // day, np.tile([6, 7], 3))
   np.testing.assert_array_equal(np.diff(test.hist_offsets), [8, 8, 8])
+
+
+def test_sort_helpers_equal_the_numpy_reference():
+  rng = np.random.default_rng(7)
+  for size, users, span in ((0, 1, 1), (1, 1, 1), (500, 20, 5), (2000, 300, 10**9)):
+    u = rng.integers(0, users, size)
+    ts = rng.integers(-span, span, size)
+    np.testing.assert_array_equal(pp.sort_by_user_time(u, ts), np.lexsort((ts, u)))
+    np.testing.assert_array_equal(pp.used_codes(u, users), np.unique(u))
+  # A time span too wide for one int64 key falls back to lexsort.
+  u = np.array([1, 0, 1, 0])
+  ts = np.array([2**62, -2**62, -2**62, 2**62])
+  np.testing.assert_array_equal(pp.sort_by_user_time(u, ts), np.lexsort((ts, u)))
+  # regroup_runs: each value one contiguous run, runs moved whole.
+  values = np.repeat(rng.permutation(50), rng.integers(1, 5, 50))
+  np.testing.assert_array_equal(pp.regroup_runs(values),
+                                np.argsort(values, kind="stable"))
+  assert pp.regroup_runs(np.zeros(0, np.int64)).size == 0
+
+
+def test_manifest_hashes_equal_hashlib(tmp_path):
+  # The inputs are hashed in a background thread during preprocessing.
+  paths = []
+  for k, size in enumerate((0, 10, 3 << 20)):
+    path = tmp_path / ("input%d.bin" % k)
+    path.write_bytes(np.random.default_rng(k).bytes(size))
+    paths.append(str(path))
+  raw = _raw([("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3)])
+  manifest = pp.preprocess(raw, str(tmp_path / "out"), input_paths=paths)
+  assert [x["sha256"] for x in manifest["source"]["inputs"]] == [
+      hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths]
+  assert [x["bytes"] for x in manifest["source"]["inputs"]] == [0, 10, 3 << 20]
+
+
+def test_id_with_line_break_is_rejected_and_nothing_is_left(tmp_path):
+  raw = _raw([("u\r1", "a", 1), ("u2", "a", 2)])
+  with pytest.raises(pp.BadInputError, match="line break"):
+    pp.preprocess(raw, str(tmp_path / "out"))
+  assert not os.listdir(tmp_path)
+
+
+def _reference_features(frame, index_ids, multi_valued, max_len):
+  """encode_features row by row (the former per-row implementation)."""
+  out = {}
+  frame = frame.reindex(pd.Index(index_ids, dtype=object))
+  for name in frame.columns:
+    values = [v if isinstance(v, list) else [] for v in frame[name]] \
+        if name in multi_valued else list(frame[name])
+    if name in multi_valued:
+      lists = [list(dict.fromkeys(v))[:max_len] for v in values]
+      vocab = pp._value_vocab([x for v in lists for x in v])
+      width = max((len(v) for v in lists), default=0)
+      if not vocab or width == 0:
+        continue
+      array = np.zeros((len(lists) + 1, width), np.int32)
+      for r, v in enumerate(lists):
+        array[r + 1, :len(v)] = [vocab.index(x) + 1 for x in v]
+    else:
+      present = [v is not None and v == v and str(v) != "" for v in values]
+      vocab = pp._value_vocab([str(v) for v, p in zip(values, present) if p])
+      if not vocab:
+        continue
+      array = np.array([0] + [vocab.index(str(v)) + 1 if p else 0
+                              for v, p in zip(values, present)], np.int32)
+    out[name] = (array, vocab)
+  return out
+
+
+def test_encode_features_equals_row_by_row_reference():
+  rng = np.random.default_rng(0)
+  tokens = ["a", "b", "c", "dd", "e"]
+  for _ in range(50):
+    n = int(rng.integers(0, 20))
+    ids = ["i%d" % k for k in range(n)]
+    frame = pd.DataFrame({
+        "title_token": pd.Series(
+            [list(rng.choice(tokens, int(rng.integers(0, 7)))) if rng.random() < 0.8
+             else None for _ in range(n)], dtype=object),
+        "category": pd.Series([rng.choice(["c1", "c2", "", None]) for _ in range(n)],
+                              dtype=object)}).set_axis(pd.Index(ids, dtype=object))
+    query = [x for x in ids if rng.random() < 0.8] + ["unknown"]
+    for max_len in (0, 2, 32):
+      got = pp.encode_features(frame, query, ("title_token",), max_len)
+      want = _reference_features(frame, query, ("title_token",), max_len)
+      assert list(got) == list(want)
+      for name, (array, vocab) in want.items():
+        np.testing.assert_array_equal(got[name][0], array)
+        assert got[name][1] == vocab

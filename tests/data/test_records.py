@@ -1,5 +1,6 @@
 """records: NumPy-built Examples equal protobuf's own, and round trips."""
 
+import concurrent.futures
 import os
 
 import numpy as np
@@ -127,3 +128,21 @@ def test_eval_user_without_target_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="row 1 \\(user 8\\) has no target"):
     records.write_eval_records(str(tmp_path / "v.tfrecord"), [7, 8], [0, 1, 2],
                                [1, 2], [1, 2], [0, 0], [0, 1, 1], [3], [4])
+
+
+def test_train_shards_written_by_threads_are_identical(tmp_path):
+  rng = np.random.default_rng(3)
+  lengths = rng.integers(1, 50, size=300)
+  offsets = np.concatenate([[0], np.cumsum(lengths)])
+  total = int(offsets[-1])
+  args = (np.arange(1, 301), offsets, rng.integers(1, 1000, total),
+          rng.integers(0, 2**40, total), rng.integers(0, 4, total),
+          {"category": rng.integers(1, 9, total)})
+  os.makedirs(tmp_path / "a")
+  os.makedirs(tmp_path / "b")
+  serial = records.write_train_shards(str(tmp_path / "a"), 5, *args)
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    threaded = records.write_train_shards(str(tmp_path / "b"), 5, *args, executor=pool)
+  for a, b in zip(serial, threaded):
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+      assert fa.read() == fb.read()
