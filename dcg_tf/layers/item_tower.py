@@ -1,8 +1,7 @@
 """Item tower: item ids -> item embeddings g(y), the exportable item encoder."""
 
-import tensorflow as tf
-
 from dcg_tf._keras import keras
+from dcg_tf.layers.projection_head import ProjectionHead
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
@@ -10,8 +9,9 @@ class ItemTower(keras.layers.Layer):
   """Item embedding followed by an optional MLP and l2 normalisation.
 
   `g(y) = normalize(W_out MLP(e(y)))` where `e` is an `ItemEmbedding` (id and
-  feature embeddings), the MLP is `hidden_units` Dense layers with
-  `activation` and dropout, and `W_out` a linear projection to `output_dim`.
+  feature embeddings) and `normalize(W_out MLP(.))` is a `ProjectionHead`:
+  `hidden_units` Dense layers with `activation` and dropout, then `W_out` a
+  linear projection to `output_dim`.
   With no hidden units and `output_dim=None` the tower is the item embedding
   itself (matrix-factorisation / SASRec-style shared item embeddings).
   Two-tower baseline of YouTube DNN (Covington et al., RecSys'16) and
@@ -48,19 +48,18 @@ class ItemTower(keras.layers.Layer):
     self.dropout = float(dropout)
 
     # === Layers ===
-    self.hidden_layers = [
-        keras.layers.Dense(u, activation=activation, name="hidden_%d" % i)
-        for i, u in enumerate(self.hidden_units)]
-    self.dropout_layers = [keras.layers.Dropout(self.dropout)
-                           for _ in self.hidden_units]
-    self.output_layer = (None if self.output_dim is None
-                         else keras.layers.Dense(self.output_dim, name="output"))
+    self.head = ProjectionHead(self.hidden_units, self.output_dim, activation,
+                               self.dropout, self.l2_normalize, name="head")
+    # Checkpoints written before the head was factored out hold its layers
+    # directly under the tower (`<tower>/output_layer/kernel`): keep those
+    # edges so they still restore (the variables are the head's, not copies).
+    self.hidden_layers = self.head.hidden_layers
+    self.dropout_layers = self.head.dropout_layers
+    self.output_layer = self.head.output_layer
 
   @property
   def embedding_dim(self):
-    if self.output_dim is not None:
-      return self.output_dim
-    return self.hidden_units[-1] if self.hidden_units else self.item_embedding.dim
+    return self.head.output_dim_for(self.item_embedding.dim)
 
   @property
   def normalized(self):
@@ -68,13 +67,7 @@ class ItemTower(keras.layers.Layer):
 
   def call(self, item_ids, training=False):
     x = self.item_embedding(item_ids)                 # [B, D_item]
-    for dense, drop in zip(self.hidden_layers, self.dropout_layers):
-      x = drop(dense(x), training=training)           # [B, H]
-    if self.output_layer is not None:
-      x = self.output_layer(x)                        # [B, D]
-    if self.l2_normalize:
-      x = tf.math.l2_normalize(x, axis=-1)            # [B, D]
-    return x
+    return self.head(x, training=training)            # [B, D]
 
   def get_config(self):
     config = super().get_config()

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.projection_head import ProjectionHead
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
@@ -11,7 +12,8 @@ class MeanPoolingUserTower(keras.layers.Layer):
 
   `f(x) = normalize(W_out MLP(sum_t m_t e(y_t) / max(1, sum_t m_t)))` where
   `m_t` is `history_mask`: padded positions are left out of the mean, and an
-  empty history averages to zeros. Covington et al., "Deep Neural Networks for
+  empty history averages to zeros; `normalize(W_out MLP(.))` is a
+  `ProjectionHead`. Covington et al., "Deep Neural Networks for
   YouTube Recommendations" (RecSys'16), section 3 / Figure 3 ("embedded video
   watches" averaged, then ReLU layers).
 
@@ -47,19 +49,18 @@ class MeanPoolingUserTower(keras.layers.Layer):
     self.dropout = float(dropout)
 
     # === Layers ===
-    self.hidden_layers = [
-        keras.layers.Dense(u, activation=activation, name="hidden_%d" % i)
-        for i, u in enumerate(self.hidden_units)]
-    self.dropout_layers = [keras.layers.Dropout(self.dropout)
-                           for _ in self.hidden_units]
-    self.output_layer = (None if self.output_dim is None
-                         else keras.layers.Dense(self.output_dim, name="output"))
+    self.head = ProjectionHead(self.hidden_units, self.output_dim, activation,
+                               self.dropout, self.l2_normalize, name="head")
+    # Checkpoints written before the head was factored out hold its layers
+    # directly under the tower (`<tower>/output_layer/kernel`): keep those
+    # edges so they still restore (the variables are the head's, not copies).
+    self.hidden_layers = self.head.hidden_layers
+    self.dropout_layers = self.head.dropout_layers
+    self.output_layer = self.head.output_layer
 
   @property
   def embedding_dim(self):
-    if self.output_dim is not None:
-      return self.output_dim
-    return self.hidden_units[-1] if self.hidden_units else self.item_embedding.dim
+    return self.head.output_dim_for(self.item_embedding.dim)
 
   @property
   def normalized(self):
@@ -75,13 +76,7 @@ class MeanPoolingUserTower(keras.layers.Layer):
 
   def call(self, batch, training=False):
     x = self.pooled_history(batch)                    # [B, D_item]
-    for dense, drop in zip(self.hidden_layers, self.dropout_layers):
-      x = drop(dense(x), training=training)           # [B, H]
-    if self.output_layer is not None:
-      x = self.output_layer(x)                        # [B, D]
-    if self.l2_normalize:
-      x = tf.math.l2_normalize(x, axis=-1)            # [B, D]
-    return x
+    return self.head(x, training=training)            # [B, D]
 
   def get_config(self):
     config = super().get_config()

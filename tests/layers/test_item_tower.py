@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dcg_tf._keras import keras
 from dcg_tf.layers.item_embedding import ItemEmbedding
 from dcg_tf.layers.item_tower import ItemTower
 from tests.layer_test_util import run_layer_test
@@ -23,8 +24,8 @@ def test_forward_matches_numpy(l2_normalize):
   ids = np.array([1, 5, 3])
   got = tower(tf.constant(ids)).numpy()  # training=False: dropout is off
   x = tower.item_embedding(tf.constant(ids)).numpy()
-  w1, b1 = [w.numpy() for w in tower.hidden_layers[0].weights]
-  w2, b2 = [w.numpy() for w in tower.output_layer.weights]
+  w1, b1 = [w.numpy() for w in tower.head.hidden_layers[0].weights]
+  w2, b2 = [w.numpy() for w in tower.head.output_layer.weights]
   expected = np.maximum(x @ w1 + b1, 0) @ w2 + b2
   if l2_normalize:
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
@@ -57,3 +58,31 @@ def test_layer_contract():
            l2_normalize=True),
       tf.constant([1, 2, 5], tf.int64), (3, 4),
       sparse_weights=("item_id_embedding", "category_embedding"))
+
+
+def test_restores_checkpoints_of_the_layout_before_projection_head(tmp_path):
+  # Before ProjectionHead the tower held its Dense layers itself; the variables
+  # of such checkpoints sit at `<tower>/hidden_layers/0/kernel`,
+  # `<tower>/output_layer/kernel`, which the tower must still restore.
+  class OldLayout(keras.layers.Layer):
+
+    def __init__(self, item_embedding):
+      super().__init__()
+      self.item_embedding = item_embedding
+      self.hidden_layers = [keras.layers.Dense(6, activation="relu")]
+      self.dropout_layers = [keras.layers.Dropout(0.0)]
+      self.output_layer = keras.layers.Dense(4)
+
+    def call(self, ids):
+      return self.output_layer(self.hidden_layers[0](self.item_embedding(ids)))
+
+  ids = tf.constant([1, 2, 5])
+  old = OldLayout(_embedding())
+  expected = old(ids).numpy()
+  path = tf.train.Checkpoint(tower=old).write(str(tmp_path / "ckpt"))
+  tower = ItemTower(_embedding(), output_dim=4, hidden_units=[6])
+  tower(ids)
+  status = tf.train.Checkpoint(tower=tower).read(path)
+  status.assert_consumed()
+  status.assert_existing_objects_matched()
+  np.testing.assert_allclose(tower(ids).numpy(), expected, atol=1e-6)

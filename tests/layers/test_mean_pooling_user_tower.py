@@ -24,8 +24,8 @@ def test_forward_matches_numpy_masked_mean_then_mlp():
   mean = (table[history] * mask[..., None]).sum(1) / np.maximum(mask.sum(1), 1)[:, None]
   # Hand-worked: row 0 averages e3, e1, e4; the empty history averages to zeros.
   np.testing.assert_allclose(mean[0], (table[3] + table[1] + table[4]) / 3, atol=1e-6)
-  w1, b1 = [w.numpy() for w in tower.hidden_layers[0].weights]
-  w2, b2 = [w.numpy() for w in tower.output_layer.weights]
+  w1, b1 = [w.numpy() for w in tower.head.hidden_layers[0].weights]
+  w2, b2 = [w.numpy() for w in tower.head.output_layer.weights]
   out = np.maximum(mean @ w1 + b1, 0) @ w2 + b2
   # tf.math.l2_normalize: x / sqrt(max(|x|^2, 1e-12)).
   out /= np.sqrt(np.maximum((out ** 2).sum(1, keepdims=True), 1e-12))
