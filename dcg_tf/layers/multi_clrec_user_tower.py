@@ -23,7 +23,20 @@ class MultiCLRecUserTower(keras.layers.Layer):
     w, tilde w    StraightThroughSelection (Eq. 9).
   At serving time (`call`) it returns the K = `num_serving_interests` intention
   vectors with the largest w_h, l2-normalised, as `(vectors [B, K, D],
-  mask [B, K])` (design.md multi-interest contract). `encode` returns the
+  mask [B, K])` (design.md multi-interest contract); mask is False where the
+  user has fewer than K candidate intentions.
+
+  Candidate intentions (`select_occupied_only`, default True): h* of Eq. 9 is
+  chosen among the intentions that hold at least one valid history click
+  (h = argmax_h' p_{h'|t} for some t), in training and at serving alike. Eq. 9
+  is there because "not all of the H intention vectors would match the
+  user's current interest, since it is possible to have
+  sum_t p_{h|t} p_t -> 0 for some h"; such an empty intention's vector
+  z_h = MLP_3([~0; beta_h]) is the same for every user, and a learned
+  selection free to pick it settles, for every user, on one such popularity
+  vector (S3-Rec Beauty: all users on one empty intention, 53-108 distinct
+  items served). Restricting the argmax to occupied intentions is our reading
+  of that sentence; False gives the unrestricted argmax over all H. `encode` returns the
   intermediate tensors the training losses need (Eq. 10-13).
 
   The category of an item comes from `item_categories` (catalog column,
@@ -55,6 +68,8 @@ class MultiCLRecUserTower(keras.layers.Layer):
       (appendix B.2); category 0 (unknown) embeds to zeros and is routed
       uniformly.
     num_items: N, only used when `item_categories` is None.
+    select_occupied_only: restrict h* (and the serving top-K) to intentions
+      with at least one of the user's clicks (see above).
 
   Example:
     >>> tower = MultiCLRecUserTower(item_embedding, categories, 40, 64)
@@ -66,7 +81,8 @@ class MultiCLRecUserTower(keras.layers.Layer):
                temperature=0.07, importance_hidden_units=(64,),
                aggregation_hidden_units=(), selection_hidden_units=(),
                num_serving_interests=1, use_time_gap=True,
-               category_embedding=None, num_items=None, **kwargs):
+               category_embedding=None, num_items=None,
+               select_occupied_only=True, **kwargs):
     super().__init__(**kwargs)
     if isinstance(item_embedding, dict):
       item_embedding = keras.layers.deserialize(item_embedding)
@@ -105,6 +121,7 @@ class MultiCLRecUserTower(keras.layers.Layer):
     self.selection_hidden_units = [int(u) for u in selection_hidden_units]
     self.num_serving_interests = int(num_serving_interests)
     self.use_time_gap = bool(use_time_gap)
+    self.select_occupied_only = bool(select_occupied_only)
     self.embedding_dim = self.output_dim
     self.normalized = True
     self.item_categories = self.add_weight(
@@ -144,7 +161,9 @@ class MultiCLRecUserTower(keras.layers.Layer):
 
     Returns a dict: "intentions" z [B, H, D], "weights" w [B, H],
     "straight_through" tilde w [B, H], "selected" h* [B], "importance" p_t
-    [B, L], "routing" p_{h|t} [B, L, H], "history_mask" [B, L].
+    [B, L], "routing" p_{h|t} [B, L, H], "history_mask" [B, L],
+    "candidates" bool [B, H] (the intentions h* may be; all True when
+    `select_occupied_only` is False).
     """
     history = tf.cast(batch["history"], tf.int64)                 # [B, L]
     mask = tf.cast(batch["history_mask"], tf.bool)                # [B, L]
@@ -165,9 +184,26 @@ class MultiCLRecUserTower(keras.layers.Layer):
     intentions = self.aggregation(items, importance, routing,
                                   training=training)              # [B, H, D]
     pooled = tf.einsum("bl,bld->bd", importance, items)           # [B, d]
-    selection = self.selection(pooled, intentions, training=training)
+    candidates = self.occupied_intentions(routing, mask)          # [B, H]
+    selection = self.selection(pooled, intentions, candidates=candidates,
+                               training=training)
     return dict(selection, intentions=intentions, importance=importance,
-                routing=routing, history_mask=mask)
+                routing=routing, history_mask=mask, candidates=candidates)
+
+  def occupied_intentions(self, routing, mask):
+    """Candidate intentions of Eq. 9: bool [B, H].
+
+    With `select_occupied_only`, True for h = argmax_h' p_{h'|t} of at least
+    one valid click t (all True for a user without a valid click);
+    otherwise all True.
+    """
+    if not self.select_occupied_only:
+      return tf.ones_like(routing[:, 0, :], dtype=tf.bool)        # [B, H]
+    hard = tf.one_hot(tf.argmax(routing, axis=-1), self.num_intentions,
+                      dtype=routing.dtype)                        # [B, L, H]
+    hard *= tf.cast(mask, routing.dtype)[..., None]               # [B, L, H]
+    occupied = tf.reduce_sum(hard, axis=1) > 0                    # [B, H]
+    return occupied | ~tf.reduce_any(occupied, axis=-1, keepdims=True)
 
   def call(self, batch, training=False):
     outputs = self.encode(batch, training=training)
@@ -175,7 +211,8 @@ class MultiCLRecUserTower(keras.layers.Layer):
                            k=self.num_serving_interests)          # [B, K]
     vectors = tf.gather(outputs["intentions"], top, batch_dims=1)  # [B, K, D]
     vectors = tf.math.l2_normalize(vectors, axis=-1)
-    mask = tf.ones_like(top, dtype=tf.bool)                       # [B, K]
+    # The weights are 0 outside the candidates: mask those slots out.
+    mask = tf.gather(outputs["candidates"], top, batch_dims=1)    # [B, K]
     return vectors, mask
 
   def get_config(self):
@@ -191,5 +228,6 @@ class MultiCLRecUserTower(keras.layers.Layer):
         selection_hidden_units=self.selection_hidden_units,
         num_serving_interests=self.num_serving_interests,
         use_time_gap=self.use_time_gap,
+        select_occupied_only=self.select_occupied_only,
         category_embedding=keras.layers.serialize(self.category_embedding))
     return config

@@ -45,7 +45,7 @@ def _unit(x):
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 
-def _numpy_encode(tower, batch):
+def _numpy_encode(tower, batch, occupied_only=True):
   """Eq. 5-9 with linear MLP_2, MLP_3, MLP_4 (no hidden layers)."""
   history = batch["history"].numpy()
   mask = batch["history_mask"].numpy()
@@ -69,8 +69,16 @@ def _numpy_encode(tower, batch):
   m = (np.einsum("bl,bld->bd", p_t, g)                           # Eq. 9
        @ tower.selection.query_layer.kernel.numpy()
        + tower.selection.query_layer.bias.numpy())
-  w = _softmax(np.einsum("bd,bhd->bh", _unit(m), _unit(z)) / RHO)
-  return {"importance": p_t, "routing": p_ht, "intentions": z, "weights": w}
+  logits = np.einsum("bd,bhd->bh", _unit(m), _unit(z)) / RHO
+  # Candidates: the intentions holding at least one valid click (argmax p_{h|t}).
+  occupied = np.zeros((len(history), H), bool)
+  for b, t in zip(*np.nonzero(mask)):
+    occupied[b, p_ht[b, t].argmax()] = True
+  if not occupied_only:
+    occupied[:] = True
+  w = np.where(occupied, _softmax(np.where(occupied, logits, -np.inf)), 0.0)
+  return {"importance": p_t, "routing": p_ht, "intentions": z, "weights": w,
+          "candidates": occupied}
 
 
 def test_encode_and_serving_output_match_numpy():
@@ -81,21 +89,55 @@ def test_encode_and_serving_output_match_numpy():
   for key in ("importance", "routing", "intentions", "weights"):
     np.testing.assert_allclose(got[key].numpy(), expected[key], rtol=2e-4,
                                atol=2e-5, err_msg=key)
+  np.testing.assert_array_equal(got["candidates"].numpy(),
+                                expected["candidates"])
   np.testing.assert_allclose(got["straight_through"].numpy(),
                              np.eye(H)[expected["weights"].argmax(-1)], atol=1e-6)
   vectors, mask = tower(batch)
-  top = np.argsort(-expected["weights"], axis=-1)[:, :2]         # K = 2
-  np.testing.assert_allclose(
-      vectors.numpy(),
-      _unit(np.take_along_axis(expected["intentions"], top[..., None], 1)),
-      rtol=1e-4, atol=1e-5)
-  assert mask.numpy().all() and mask.shape == (B, 2)
+  top = np.argsort(-expected["weights"], axis=-1, kind="stable")[:, :2]  # K = 2
+  expected_mask = np.take_along_axis(expected["candidates"], top, 1)
+  np.testing.assert_array_equal(mask.numpy(), expected_mask)
+  assert mask.shape == (B, 2) and mask.numpy()[:, 0].all()
+  assert not mask.numpy()[2, 1]        # user 3 has one click: one candidate
+  expected_vectors = _unit(np.take_along_axis(expected["intentions"],
+                                              top[..., None], 1))
+  np.testing.assert_allclose(vectors.numpy()[expected_mask],
+                             expected_vectors[expected_mask], rtol=1e-4,
+                             atol=1e-5)
   # Items are routed by their category with the tower's prototypes.
   c = tower.category_embedding.embeddings.numpy()[CATEGORIES[[3, 8]]]
   mu = tower.routing.prototypes.numpy()
   np.testing.assert_allclose(
       tower.item_routing_logits(tf.constant([3, 8], tf.int64)).numpy(),
       _unit(c) @ _unit(mu).T / RHO, rtol=1e-4, atol=1e-4)
+
+
+def test_empty_intentions_are_never_selected():
+  # Regression (S3-Rec Beauty: every user selected the same empty intention,
+  # whose z_h = MLP_3([0; beta_h]) is user-independent, so 53-108 items were
+  # served in all). Point MLP_4's query at an intention no click is routed
+  # to: the unrestricted argmax (select_occupied_only=False) picks it for
+  # every user, the default must pick among the occupied intentions.
+  batch = _batch()
+  for occupied_only in (True, False):
+    tower = _tower(select_occupied_only=occupied_only)
+    expected = _numpy_encode(tower, batch, occupied_only=True)
+    empty = np.nonzero(~expected["candidates"].any(0))[0]
+    assert empty.size, "the fixture must leave an intention without clicks"
+    target = expected["intentions"][0, empty[0]]   # the same for every user
+    query = tower.selection.query_layer
+    query.kernel.assign(np.zeros_like(query.kernel.numpy()))
+    query.bias.assign(target.astype(np.float32))
+    got = tower.encode(batch)
+    selected = got["selected"].numpy()
+    if occupied_only:
+      expected = _numpy_encode(tower, batch, occupied_only=True)
+      np.testing.assert_allclose(got["weights"].numpy(), expected["weights"],
+                                 rtol=2e-4, atol=2e-5)
+      assert expected["candidates"][np.arange(B), selected].all()
+      np.testing.assert_array_equal(selected, expected["weights"].argmax(-1))
+    else:
+      np.testing.assert_array_equal(selected, np.full(B, empty[0]))
 
 
 def test_padding_positions_do_not_change_the_output():

@@ -74,6 +74,33 @@ def test_gradient_is_that_of_the_soft_weights():
   assert np.abs(expected_z).max() > 1e-2  # the check is not vacuous
 
 
+def test_candidates_restrict_the_argmax_and_the_softmax():
+  # Regression: the selection picked an intention holding none of the user's
+  # clicks (a user-independent z_h) for every user. Masked intentions must
+  # get w = 0 and never be h*, even when their logit is the largest.
+  _, pooled, intentions, layer = _setup()
+  soft = _numpy_soft_weights(pooled, intentions,
+                             layer.query_layer.kernel.numpy(),
+                             layer.query_layer.bias.numpy(), RHO)
+  candidates = np.ones((3, 5), bool)
+  candidates[np.arange(3), soft.argmax(-1)] = False  # forbid the best one
+  candidates[1, :] = False                           # no candidate: all H
+  out = layer(tf.constant(pooled, tf.float32),
+              tf.constant(intentions, tf.float32),
+              candidates=tf.constant(candidates))
+  allowed = candidates | ~candidates.any(-1, keepdims=True)
+  expected = np.where(allowed, soft, 0.0)
+  expected /= expected.sum(-1, keepdims=True)
+  np.testing.assert_allclose(out["weights"].numpy(), expected, rtol=1e-4,
+                             atol=1e-6)
+  selected = out["selected"].numpy()
+  np.testing.assert_array_equal(selected, expected.argmax(-1))
+  assert selected[0] != soft[0].argmax() and selected[2] != soft[2].argmax()
+  assert selected[1] == soft[1].argmax()
+  np.testing.assert_allclose(out["straight_through"].numpy(),
+                             np.eye(5)[selected], atol=1e-6)
+
+
 def test_layer_contract():
   rng = np.random.default_rng(1)
   intentions = tf.constant(rng.normal(size=(2, 3, 4)), tf.float32)

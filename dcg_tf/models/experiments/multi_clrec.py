@@ -6,7 +6,9 @@ Item encoder g (Eq. 5): the `ItemEmbedding` with `item_combine="concat"`
 `MultiCLRecUserTower` (Eq. 6-9) routing the catalog's category feature;
 loss: Eq. 10-13 with 1 + H queues.
 Appendix A/B.3 settings: H = 16 on public data, queues 1,280 + 1,280,
-rho = 0.07, lambda_1 = lambda_2 = lambda_3 = 1.
+rho = 0.07, lambda_1 = lambda_2 = lambda_3 = 1. Queue "raw" (Figure 1b): the
+paper uses the queue without caching on regular u2i tasks (appendix A); with
+"cached" this item encoder collapses (see `MultiCLRecModel`).
 """
 
 from dcg_tf.layers.multi_clrec_user_tower import MultiCLRecUserTower
@@ -35,6 +37,7 @@ DEFAULTS = {
     "selection_hidden_units": [],      # MLP_4 (Eq. 9)
     "use_time_gap": True,
     "num_serving_interests": 1,        # K intention vectors at serving time
+    "select_occupied_only": True,      # h* among intentions holding a click (Eq. 9)
 }
 
 
@@ -82,6 +85,7 @@ def build(params, data):
       num_serving_interests=params["num_serving_interests"],
       use_time_gap=params["use_time_gap"],
       category_embedding=category_embedding,
+      select_occupied_only=params["select_occupied_only"],
       name="user_tower")
   return MultiCLRecModel(
       user_tower, item_tower, category_feature=spec["name"],
