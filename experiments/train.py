@@ -55,6 +55,11 @@ flags.DEFINE_bool("last_cut", False,
                   "One example per user cut at its last training event: with models "
                   "that train on every history position (sasrec's all_positions), "
                   "every training event is a target each epoch.")
+flags.DEFINE_bool("train_on_valid", False,
+                  "Fold the validation targets into training (BERT4Rec's final "
+                  "fit, which the CLRec paper's Table 8 follows): choose epochs "
+                  "on validation first, then refit with this flag and score on "
+                  "test. Excludes --validate_every.")
 flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every N steps.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_integer("validate_every", 0,
@@ -131,6 +136,11 @@ def main(argv):
       raise app.UsageError("--%s is required" % name)
   trainer_lib.set_seeds(FLAGS.seed)
   data = ProcessedDataset.load(FLAGS.data_dir)
+  if FLAGS.train_on_valid:
+    if FLAGS.validate_every:
+      raise app.UsageError("--train_on_valid trains on the validation targets, so "
+                           "--validate_every cannot score on them; set it to 0")
+    data = data.with_validation_in_train()
   try:
     overrides = parse_overrides(registry.get_experiment(FLAGS.model).defaults)
     params = registry.resolve_params(FLAGS.model, overrides)
@@ -152,6 +162,7 @@ def main(argv):
                   "epochs": config.epochs, "steps": config.steps, "seed": config.seed,
                   "all_prefixes": config.all_prefixes,
                   "last_cut": config.last_cut, "optimizer": FLAGS.optimizer,
+                  "train_on_valid": FLAGS.train_on_valid,
                   "validate_every": config.validate_every,
                   "validation_protocol": FLAGS.validation_protocol,
                   "best_metric": config.best_metric,

@@ -13,6 +13,7 @@ Example:
 """
 
 import collections
+import copy
 import glob
 import hashlib
 import json
@@ -66,6 +67,9 @@ class ProcessedDataset:
     fingerprint: sha256 hex digest of the bytes of `manifest.json`.
     num_users, num_items: counts of real users/items (index 0 is padding).
     item_count: int64 [N+1] training interactions per item.
+    split_item_count: int64 [N+1] training interactions per item of the
+      preprocessed split (equals `item_count` unless validation was folded in).
+    validation_in_train: whether `with_validation_in_train` made this view.
     item_features: dict name -> int32 [N+1] or [N+1, F], from `catalog.npz`.
     user_features: dict name -> [U+1] from `users.npz` ({} when absent).
     train_files: sorted list of the training shard paths.
@@ -83,6 +87,11 @@ class ProcessedDataset:
     self.train_files = train_files
     self.num_items = int(self.item_count.shape[0] - 1)
     self.num_users = int(num_users)
+    # Counts of the preprocessed training split, kept when `item_count`
+    # changes (`with_validation_in_train`): sampled evaluation negatives are
+    # drawn from these so every model of a dataset meets the same candidates.
+    self.split_item_count = self.item_count
+    self.validation_in_train = False
     self._vocabs = {}
     self._train_sequences = None
     self._train_items = None
@@ -237,6 +246,101 @@ class ProcessedDataset:
                        % (self.directory, seq["item"][bad[0]], self.num_items))
     return TrainSequences(users, offsets, seq["item"], seq["timestamp"],
                           seq["session"])
+
+  def with_validation_in_train(self):
+    """A view of this dataset whose training sequences end with the validation targets.
+
+    BERT4Rec's protocol (its `gen_data_fin.py`, "put validate into train"),
+    which the CLRec paper's Table 8 follows: once hyper-parameters and the
+    number of epochs are chosen on the validation split, the final model is
+    fitted on training + validation events and scored on the test split,
+    whose targets stay unseen. Each user's validation targets are appended to
+    that user's training row (a user without a training row gets the
+    validation history followed by the targets); `item_count` and the
+    per-user training items include them. The test records are unchanged:
+    their histories already hold the validation events.
+
+    Returns:
+      a new `ProcessedDataset` (this one is not modified) with
+      `validation_in_train = True`; `split_item_count` stays the preprocessed
+      training counts.
+    """
+    if self.validation_in_train:
+      return self
+    path = self.eval_file("valid")
+    seqs = self.train_sequences()
+    row_of = {int(u): j for j, u in enumerate(seqs.users)}
+    has_time = bool(self.manifest.get("has_time", True))
+    gap = int(self.manifest.get("params", {}).get("session_gap", 3600))
+    extra = {}                                  # user -> (items, ts, sessions)
+    added = []                                  # items that become training events
+    ds = tf.data.TFRecordDataset(path).batch(_READ_BATCH).map(
+        records.parse_eval_examples)
+    for batch in ds:
+      cols = {k: batch[k].numpy() for k in ("user",) + records.EVAL_SEQUENCE_KEYS}
+      for r, user in enumerate(cols["user"].tolist()):
+        if user < 1 or user > self.num_users:
+          raise ValueError("%s: validation record of user %d is outside 1..%d"
+                           % (path, user, self.num_users))
+        if user in extra:
+          raise ValueError("%s: user %d has more than one validation record"
+                           % (path, user))
+        targets = np.asarray(cols["target"][r], np.int64)
+        target_ts = np.asarray(cols["target_timestamp"][r], np.int64)
+        if targets.size != target_ts.size:
+          raise ValueError("%s: user %d has %d targets but %d target timestamps"
+                           % (path, user, targets.size, target_ts.size))
+        bad = targets[(targets < 1) | (targets > self.num_items)]
+        if bad.size:
+          raise ValueError("%s: validation record of user %d holds item %d "
+                           "outside 1..%d" % (path, user, bad[0], self.num_items))
+        if user in row_of:
+          j = row_of[user]
+          a, b = seqs.offsets[j], seqs.offsets[j + 1]
+          items = seqs.items[a:b]
+          ts, sess = seqs.timestamps[a:b], seqs.sessions[a:b]
+        else:
+          items = np.asarray(cols["history"][r], np.int64)
+          ts = np.asarray(cols["history_timestamp"][r], np.int64)
+          sess = np.asarray(cols["history_session"][r], np.int64)
+          added.append(items)
+        added.append(targets)
+        # Sessions continue by the preprocessing rule: a gap > session_gap s
+        # starts a new one (one session when the data has no time).
+        all_ts = np.concatenate([ts, target_ts])
+        new = np.zeros(target_ts.size, np.int64)
+        if has_time and ts.size:
+          new = (np.diff(all_ts)[ts.size - 1:] > gap).astype(np.int64)
+        elif has_time:
+          new = np.concatenate([[0], np.diff(target_ts) > gap]).astype(np.int64)
+        last = sess[-1] if sess.size else 0
+        target_sess = last + np.cumsum(new)
+        extra[user] = (np.concatenate([items, targets]), all_ts,
+                       np.concatenate([sess, target_sess]))
+    users = sorted(set(row_of) | set(extra))
+    parts = []
+    for user in users:
+      if user in extra:
+        parts.append(extra[user])
+      else:
+        j = row_of[user]
+        a, b = seqs.offsets[j], seqs.offsets[j + 1]
+        parts.append((seqs.items[a:b], seqs.timestamps[a:b], seqs.sessions[a:b]))
+    lengths = np.array([p[0].size for p in parts], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    cat = [np.concatenate([p[k] for p in parts]).astype(np.int64) if parts
+           else np.zeros(0, np.int64) for k in range(3)]
+    folded = copy.copy(self)
+    folded._vocabs = self._vocabs
+    folded._train_sequences = TrainSequences(np.array(users, np.int64), offsets,
+                                             cat[0], cat[1], cat[2])
+    folded._train_items = None
+    added = np.concatenate(added) if added else np.zeros(0, np.int64)
+    folded.item_count = self.item_count + np.bincount(
+        added, minlength=self.num_items + 1).astype(np.int64)
+    folded.split_item_count = self.split_item_count
+    folded.validation_in_train = True
+    return folded
 
   def train_items_per_user(self):
     """Distinct training items of each user, CSR indexed by user index.

@@ -252,6 +252,10 @@ def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full"
   if num_items != data.num_items:
     raise ValueError("%d item embeddings but the dataset %s has %d items (rows must "
                      "be items 1..N)" % (num_items, data.directory, data.num_items))
+  if split == "valid" and getattr(data, "validation_in_train", False):
+    raise ValueError("%s: the validation targets are training events of this "
+                     "model (trained with validation folded in), so the valid "
+                     "split cannot score it; evaluate on test" % data.directory)
   users, histories, targets = read_eval_users(data, split)
   offsets, train_items = data.train_items_per_user()
   if users.max() >= offsets.size - 1 or users.min() < 1:
@@ -266,7 +270,7 @@ def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full"
     interacted = [np.union1d(e, t[t > 0]) for e, t in zip(earlier, targets)]
     negatives = protocols.load_or_sample_negatives(
         candidates_dir or data.directory, split, protocol, users, interacted,
-        data.num_items, data.item_count, data.fingerprint, seed=seed)
+        data.num_items, data.split_item_count, data.fingerprint, seed=seed)
   return evaluate_embeddings(
       vectors, item_embeddings, targets, data.item_count, protocol=protocol, ks=ks,
       exclude=earlier if exclude_train else None, negatives=negatives,

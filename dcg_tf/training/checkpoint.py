@@ -76,7 +76,8 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
       best validation metric, written when training validated).
 
   Returns:
-    `(model, data)`: the `RetrievalModel` and the `ProcessedDataset`.
+    `(model, data)`: the `RetrievalModel` and the `ProcessedDataset` (the view
+    with validation folded into training when the model was trained so).
   """
   info = read_run_info(model_dir)
   data = ProcessedDataset.load(data_dir or info["data_dir"])
@@ -84,6 +85,8 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
     raise ValueError(
         "the dataset in %s (fingerprint %s) is not the one %s was trained on (%s)"
         % (data.directory, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
+  if info.get("trainer", {}).get("train_on_valid"):
+    data = data.with_validation_in_train()
   model = registry.build_model(info["experiment"], info["params"], data)
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,

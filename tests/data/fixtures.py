@@ -128,7 +128,9 @@ def write_tiny_dataset(directory, num_users=8, num_items=12, seed=0, num_shards=
       "session_gap_seconds": SESSION_GAP,
       "train_files": [os.path.basename(p) for p in train_files],
       "dropped": {},
-      "params": {"generator": "tests/data/fixtures.py", "seed": seed},
+      "params": {"generator": "tests/data/fixtures.py", "seed": seed,
+                 "session_gap": SESSION_GAP},
+      "has_time": True,
   }
   with open(os.path.join(directory, "manifest.json"), "w", encoding="utf-8") as f:
     json.dump(manifest, f, indent=2, sort_keys=True)

@@ -114,3 +114,61 @@ def test_clear_errors_name_the_file(tmp_path):
     data.eval_file("dev")
   with pytest.raises(ValueError, match="vocab/brand.txt: no vocabulary 'brand'"):
     data.vocab("brand")
+
+
+def test_validation_in_train_appends_each_users_validation_event(tiny_dir, truth):
+  """BERT4Rec's final fit: training = every event but the test one."""
+  data = ProcessedDataset.load(tiny_dir)
+  folded = data.with_validation_in_train()
+  assert folded.validation_in_train and not data.validation_in_train
+  seqs = folded.train_sequences()
+  np.testing.assert_array_equal(seqs.users, np.arange(1, NUM_USERS + 1))
+  new_sessions = 0
+  for u, s in enumerate(truth["sequences"]):
+    a, b = seqs.offsets[u], seqs.offsets[u + 1]
+    np.testing.assert_array_equal(seqs.items[a:b], s["item"][:-1])
+    np.testing.assert_array_equal(seqs.timestamps[a:b], s["timestamp"][:-1])
+    # The generator's sessions (gap rule over the whole sequence).
+    np.testing.assert_array_equal(seqs.sessions[a:b], s["session"][:-1])
+    new_sessions += int(s["session"][-2] != s["session"][-3])
+  assert new_sessions > 0   # the fixture exercises a validation event opening a session
+  all_but_test = np.concatenate([s["item"][:-1] for s in truth["sequences"]])
+  np.testing.assert_array_equal(folded.item_count,
+                                np.bincount(all_but_test, minlength=NUM_ITEMS + 1))
+  # Sampled evaluation negatives keep using the preprocessed counts.
+  np.testing.assert_array_equal(folded.split_item_count, data.item_count)
+  offsets, items = folded.train_items_per_user()
+  for u, s in enumerate(truth["sequences"], start=1):
+    assert items[offsets[u]:offsets[u + 1]].tolist() == sorted(set(s["item"][:-1].tolist()))
+  # The original view is untouched; folding twice is folding once.
+  a, b = data.train_sequences().offsets[:2]
+  np.testing.assert_array_equal(data.train_sequences().items[a:b],
+                                truth["sequences"][0]["item"][:-2])
+  assert folded.with_validation_in_train() is folded
+
+
+def test_validation_in_train_adds_a_row_for_a_user_without_training_events(tmp_path):
+  from dcg_tf.data import records  # pylint: disable=g-import-not-at-top
+  directory = write_tiny_dataset(str(tmp_path / "d"), NUM_USERS, NUM_ITEMS, SEED,
+                                 num_shards=1)
+  truth = tiny_arrays(NUM_USERS, NUM_ITEMS, SEED)
+  seqs = ProcessedDataset.load(directory).train_sequences()
+  # Rewrite the training shard without user 1 (a user held out of training).
+  start = seqs.offsets[1]
+  records.write_train_shards(
+      directory, 1, seqs.users[1:], seqs.offsets[1:] - start, seqs.items[start:],
+      seqs.timestamps[start:], seqs.sessions[start:],
+      {"category": truth["category"][seqs.items[start:]].astype(np.int64)})
+  data = ProcessedDataset.load(directory)
+  assert data.train_sequences().users[0] == 2
+  folded = data.with_validation_in_train().train_sequences()
+  np.testing.assert_array_equal(folded.users, np.arange(1, NUM_USERS + 1))
+  first = truth["sequences"][0]
+  # Its row is the validation history followed by the validation target.
+  np.testing.assert_array_equal(folded.items[folded.offsets[0]:folded.offsets[1]],
+                                first["item"][:-1])
+  counts = data.with_validation_in_train().item_count
+  np.testing.assert_array_equal(
+      counts - data.item_count,
+      np.bincount(np.concatenate([first["item"][:-1]] + [
+          s["item"][[-2]] for s in truth["sequences"][1:]]), minlength=NUM_ITEMS + 1))

@@ -63,3 +63,33 @@ def test_other_experiment_in_same_model_dir_is_refused(data_dir, tmp_path):
   assert _train("--model=two_tower", *args).returncode == 0
   result = _train("--model=two_tower", *args, "--embedding_dim=16")
   assert result.returncode != 0 and "different params" in result.stderr
+
+
+def test_train_on_valid_trains_on_the_validation_events_too(data_dir, tmp_path):
+  from tests.data.fixtures import tiny_arrays  # pylint: disable=g-import-not-at-top
+  common = ["--model=two_tower", "--data_dir=" + data_dir, "--batch_size=1",
+            "--max_len=6", "--embedding_dim=8", "--all_prefixes", "--epochs=1",
+            "--progress=false"]
+  refused = _train(*common, "--model_dir=" + str(tmp_path / "r"), "--train_on_valid",
+                   "--validate_every=1")
+  assert refused.returncode != 0 and "--validate_every" in refused.stderr
+  lengths = [len(s["item"]) for s in tiny_arrays(12, 15, 0)["sequences"]]
+  # Batch 1, one epoch of every prefix: one step per (history, target) pair.
+  plain = _train(*common, "--model_dir=" + str(tmp_path / "p"))
+  assert plain.returncode == 0, plain.stderr[-3000:]
+  assert "done: step %d," % sum(max(n - 3, 0) for n in lengths) in plain.stdout
+  model_dir = str(tmp_path / "f")
+  folded = _train(*common, "--model_dir=" + model_dir, "--train_on_valid")
+  assert folded.returncode == 0, folded.stderr[-3000:]
+  assert "done: step %d," % sum(n - 2 for n in lengths) in folded.stdout
+  with open(os.path.join(model_dir, "run.json")) as f:
+    assert json.load(f)["trainer"]["train_on_valid"] is True
+  # Reloading applies the same fold, and the validation split refuses to score
+  # a model that trained on it.
+  from dcg_tf.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  from dcg_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  model, data = checkpoint.load_trained_model(model_dir)
+  assert data.validation_in_train
+  with pytest.raises(ValueError, match="evaluate on test"):
+    evaluator.evaluate_model(model, data, split="valid")
+  assert evaluator.evaluate_model(model, data, split="test", progress=False)["num_users"] == 12
