@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from dcg_tf._keras import keras
 from dcg_tf.layers.backward_positional_embedding import BackwardPositionalEmbedding
+from dcg_tf.layers.nested_config import NestedLayerConfig
 from dcg_tf.layers.simplified_multi_head_attention import SimplifiedMultiHeadAttention
 from dcg_tf.layers.time_bucket_embedding import TimeBucketEmbedding
 from dcg_tf.layers.weighted_head_aggregation import WeightedHeadAggregation
@@ -32,7 +33,7 @@ def _embedding_dim(layer):
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
-class CLRecUserTower(keras.layers.Layer):
+class CLRecUserTower(NestedLayerConfig, keras.layers.Layer):
   """User tower of the single-queue CLRec (appendix B.1.2).
 
   Args:
@@ -62,6 +63,8 @@ class CLRecUserTower(keras.layers.Layer):
     >>> tower({"history": h, "history_mask": h > 0, "history_timestamp": t,
     ...        "target_timestamp": t_now})   # [B, 16]
   """
+
+  NESTED_LAYERS = ("item_embedding",)
 
   def __init__(self, item_embedding, max_len, num_heads=4,
                attention_hidden_units=64, num_time_buckets=32,
@@ -126,7 +129,7 @@ class CLRecUserTower(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(
-        item_embedding=keras.layers.serialize(self.item_embedding),
+        self.nested_layer_config(),
         max_len=self.max_len, num_heads=self.num_heads,
         attention_hidden_units=self.attention_hidden_units,
         num_time_buckets=self.num_time_buckets,
@@ -135,9 +138,3 @@ class CLRecUserTower(keras.layers.Layer):
             self.embeddings_initializer),
         embedding_dim=self.embedding_dim)
     return config
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    config["item_embedding"] = keras.layers.deserialize(config["item_embedding"])
-    return cls(**config)

@@ -1,11 +1,12 @@
 """Item tower: item ids -> item embeddings g(y), the exportable item encoder."""
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.nested_config import NestedLayerConfig
 from dcg_tf.layers.projection_head import ProjectionHead
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
-class ItemTower(keras.layers.Layer):
+class ItemTower(NestedLayerConfig, keras.layers.Layer):
   """Item embedding followed by an optional MLP and l2 normalisation.
 
   `g(y) = normalize(W_out MLP(e(y)))` where `e` is an `ItemEmbedding` (id and
@@ -36,6 +37,8 @@ class ItemTower(keras.layers.Layer):
     ...                   hidden_units=[64], l2_normalize=True)
     >>> tower(tf.constant([1, 5]))   # [2, 16], unit rows
   """
+
+  NESTED_LAYERS = ("item_embedding",)
 
   def __init__(self, item_embedding, output_dim=None, hidden_units=(),
                activation="relu", l2_normalize=False, dropout=0.0, **kwargs):
@@ -71,14 +74,8 @@ class ItemTower(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(item_embedding=keras.layers.serialize(self.item_embedding),
+    config.update(self.nested_layer_config(),
                   output_dim=self.output_dim, hidden_units=list(self.hidden_units),
                   activation=self.activation, l2_normalize=self.l2_normalize,
                   dropout=self.dropout)
     return config
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    config["item_embedding"] = keras.layers.deserialize(config["item_embedding"])
-    return cls(**config)

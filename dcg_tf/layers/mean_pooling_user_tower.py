@@ -3,11 +3,12 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.nested_config import NestedLayerConfig
 from dcg_tf.layers.projection_head import ProjectionHead
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
-class MeanPoolingUserTower(keras.layers.Layer):
+class MeanPoolingUserTower(NestedLayerConfig, keras.layers.Layer):
   """Averages the embeddings of the valid history items, then applies an MLP.
 
   `f(x) = normalize(W_out MLP(sum_t m_t e(y_t) / max(1, sum_t m_t)))` where
@@ -37,6 +38,8 @@ class MeanPoolingUserTower(keras.layers.Layer):
     ...                              output_dim=32, hidden_units=[64])
     >>> tower({"history": h, "history_mask": h > 0})   # [B, 32]
   """
+
+  NESTED_LAYERS = ("item_embedding",)
 
   def __init__(self, item_embedding, output_dim=None, hidden_units=(),
                activation="relu", l2_normalize=False, dropout=0.0, **kwargs):
@@ -80,14 +83,8 @@ class MeanPoolingUserTower(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(item_embedding=keras.layers.serialize(self.item_embedding),
+    config.update(self.nested_layer_config(),
                   output_dim=self.output_dim, hidden_units=list(self.hidden_units),
                   activation=self.activation, l2_normalize=self.l2_normalize,
                   dropout=self.dropout)
     return config
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    config["item_embedding"] = keras.layers.deserialize(config["item_embedding"])
-    return cls(**config)

@@ -8,6 +8,7 @@ filled by a momentum key encoder, m in {0.9, 0.99, 0.999, 0.9999}.
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.nested_config import NestedLayerConfig
 
 
 def _ordered_weights(layer):
@@ -27,7 +28,7 @@ def _ordered_weights(layer):
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
-class MomentumEncoder(keras.layers.Layer):
+class MomentumEncoder(NestedLayerConfig, keras.layers.Layer):
   """A frozen copy of `online` whose weights track it by exponential averaging.
 
   The copy has no trainable weights and its outputs carry no gradient; only
@@ -61,6 +62,8 @@ class MomentumEncoder(keras.layers.Layer):
     >>> k = keys(item_ids)          # [B, D], no gradient
     >>> keys.update()               # after the optimizer step
   """
+
+  NESTED_LAYERS = ("online",)
 
   def __init__(self, online, momentum, key_factory=None, **kwargs):
     super().__init__(**kwargs)
@@ -136,12 +139,6 @@ class MomentumEncoder(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(online=keras.layers.serialize(self.online),
+    config.update(self.nested_layer_config(),
                   momentum=self.momentum)
     return config
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    config["online"] = keras.layers.deserialize(config["online"])
-    return cls(**config)

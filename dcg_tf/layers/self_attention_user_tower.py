@@ -10,12 +10,13 @@ Like the authors' code, blocks are pre-LN and a final LayerNorm follows them.
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.nested_config import NestedLayerConfig
 
 _POSITION_MODES = ("recency", "order")
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
-class SelfAttentionUserTower(keras.layers.Layer):
+class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
   """Causal Transformer encoder over a left-aligned item history.
 
   For each position t: `h_t = Blocks(e(y_t) + P[pos_t])` with attention
@@ -56,6 +57,8 @@ class SelfAttentionUserTower(keras.layers.Layer):
     ...                                max_len=50)
     >>> tower({"history": h, "history_mask": h > 0})   # [B, 32]
   """
+
+  NESTED_LAYERS = ("item_embedding",)
 
   def __init__(self, item_embedding, max_len, num_blocks=2, num_heads=1,
                dropout=0.2, output_dim=None, l2_normalize=False, ffn_dim=None,
@@ -165,15 +168,9 @@ class SelfAttentionUserTower(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(item_embedding=keras.layers.serialize(self.item_embedding),
+    config.update(self.nested_layer_config(),
                   max_len=self.max_len, num_blocks=self.num_blocks,
                   num_heads=self.num_heads, dropout=self.dropout,
                   output_dim=self.output_dim, l2_normalize=self.l2_normalize,
                   ffn_dim=self.ffn_dim, position_mode=self.position_mode)
     return config
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    config["item_embedding"] = keras.layers.deserialize(config["item_embedding"])
-    return cls(**config)
