@@ -37,7 +37,7 @@ class MultiCLRecModel(RetrievalModel):
   queue) pushes nothing; CLRec's item encoder has no shared dense layer.
   Observed on S3-Rec Beauty, H = 1, 300 steps: full-ranking HR@50 0.0032 and
   54 items served (cached) against 0.0781 and 9,743 (raw); mean item-item
-  cosine 0.9993 against 0.59 (docs/results/clrec.md).
+  cosine 0.9993 against 0.58 (`experiments.diagnose`, docs/results/clrec.md).
 
   Args:
     user_tower: a MultiCLRecUserTower (needs `encode` and
