@@ -29,6 +29,14 @@ def write_run_info(model_dir, info):
             "%s already holds a run with a different %s (%r, now %r). Use a new "
             "--model_dir or delete the old one." % (model_dir, key,
                                                     previous.get(key), info.get(key)))
+    # Training data: resuming with or without the validation events folded in
+    # would change the data under a half-trained model.
+    before = bool(previous.get("trainer", {}).get("train_on_valid", False))
+    now = bool(info.get("trainer", {}).get("train_on_valid", False))
+    if before != now:
+      raise ValueError(
+          "%s already holds a run with train_on_valid=%s (now %s). Use a new "
+          "--model_dir or delete the old one." % (model_dir, before, now))
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(info, f, indent=2, sort_keys=True)

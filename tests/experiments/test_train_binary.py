@@ -84,6 +84,9 @@ def test_train_on_valid_trains_on_the_validation_events_too(data_dir, tmp_path):
   assert "done: step %d," % sum(n - 2 for n in lengths) in folded.stdout
   with open(os.path.join(model_dir, "run.json")) as f:
     assert json.load(f)["trainer"]["train_on_valid"] is True
+  # Resuming without the fold would change the data under the trained model.
+  resumed = _train(*common, "--model_dir=" + model_dir, "--epochs=2")
+  assert resumed.returncode != 0 and "train_on_valid=True" in resumed.stderr
   # Reloading applies the same fold, and the validation split refuses to score
   # a model that trained on it.
   from dcg_tf.evaluation import evaluator  # pylint: disable=g-import-not-at-top
