@@ -269,78 +269,103 @@ class ProcessedDataset:
       return self
     path = self.eval_file("valid")
     seqs = self.train_sequences()
-    row_of = {int(u): j for j, u in enumerate(seqs.users)}
-    has_time = bool(self.manifest.get("has_time", True))
-    gap = int(self.manifest.get("params", {}).get("session_gap", 3600))
-    extra = {}                                  # user -> (items, ts, sessions)
-    added = []                                  # items that become training events
-    ds = tf.data.TFRecordDataset(path).batch(_READ_BATCH).map(
-        records.parse_eval_examples)
-    for batch in ds:
-      cols = {k: batch[k].numpy() for k in ("user",) + records.EVAL_SEQUENCE_KEYS}
-      for r, user in enumerate(cols["user"].tolist()):
-        if user < 1 or user > self.num_users:
-          raise ValueError("%s: validation record of user %d is outside 1..%d"
-                           % (path, user, self.num_users))
-        if user in extra:
-          raise ValueError("%s: user %d has more than one validation record"
-                           % (path, user))
-        targets = np.asarray(cols["target"][r], np.int64)
-        target_ts = np.asarray(cols["target_timestamp"][r], np.int64)
-        if targets.size != target_ts.size:
-          raise ValueError("%s: user %d has %d targets but %d target timestamps"
-                           % (path, user, targets.size, target_ts.size))
-        bad = targets[(targets < 1) | (targets > self.num_items)]
-        if bad.size:
-          raise ValueError("%s: validation record of user %d holds item %d "
-                           "outside 1..%d" % (path, user, bad[0], self.num_items))
-        if user in row_of:
-          j = row_of[user]
-          a, b = seqs.offsets[j], seqs.offsets[j + 1]
-          items = seqs.items[a:b]
-          ts, sess = seqs.timestamps[a:b], seqs.sessions[a:b]
-        else:
-          items = np.asarray(cols["history"][r], np.int64)
-          ts = np.asarray(cols["history_timestamp"][r], np.int64)
-          sess = np.asarray(cols["history_session"][r], np.int64)
-          added.append(items)
-        added.append(targets)
-        # Sessions continue by the preprocessing rule: a gap > session_gap s
-        # starts a new one (one session when the data has no time).
-        all_ts = np.concatenate([ts, target_ts])
-        new = np.zeros(target_ts.size, np.int64)
-        if has_time and ts.size:
-          new = (np.diff(all_ts)[ts.size - 1:] > gap).astype(np.int64)
-        elif has_time:
-          new = np.concatenate([[0], np.diff(target_ts) > gap]).astype(np.int64)
-        last = sess[-1] if sess.size else 0
-        target_sess = last + np.cumsum(new)
-        extra[user] = (np.concatenate([items, targets]), all_ts,
-                       np.concatenate([sess, target_sess]))
-    users = sorted(set(row_of) | set(extra))
-    parts = []
-    for user in users:
-      if user in extra:
-        parts.append(extra[user])
-      else:
-        j = row_of[user]
-        a, b = seqs.offsets[j], seqs.offsets[j + 1]
-        parts.append((seqs.items[a:b], seqs.timestamps[a:b], seqs.sessions[a:b]))
-    lengths = np.array([p[0].size for p in parts], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    cat = [np.concatenate([p[k] for p in parts]).astype(np.int64) if parts
-           else np.zeros(0, np.int64) for k in range(3)]
+    valid = self._read_eval_csr(path)
+    v_users = valid["user"]
+    if v_users.size and ((v_users < 1) | (v_users > self.num_users)).any():
+      bad = v_users[(v_users < 1) | (v_users > self.num_users)][0]
+      raise ValueError("%s: validation record of user %d is outside 1..%d"
+                       % (path, bad, self.num_users))
+    sorted_users = np.sort(v_users)
+    dup = np.flatnonzero(np.diff(sorted_users) == 0)
+    if dup.size:
+      raise ValueError("%s: user %d has more than one validation record"
+                       % (path, sorted_users[dup[0]]))
+    tgt_len = valid["target"][0]
+    if not np.array_equal(tgt_len, valid["target_timestamp"][0]):
+      row = np.flatnonzero(tgt_len != valid["target_timestamp"][0])[0]
+      raise ValueError("%s: user %d has %d targets but %d target timestamps"
+                       % (path, v_users[row], tgt_len[row],
+                          valid["target_timestamp"][0][row]))
+    targets = valid["target"][1]
+    bad = (targets < 1) | (targets > self.num_items)
+    if bad.any():
+      row = np.searchsorted(np.cumsum(tgt_len), np.argmax(bad), side="right")
+      raise ValueError("%s: validation record of user %d holds item %d outside "
+                       "1..%d" % (path, v_users[row], targets[bad][0], self.num_items))
+
+    # Base events: the training rows, plus the validation history of users
+    # without a training row; then each user's targets after them.
+    no_row = ~np.isin(v_users, seqs.users)                        # [V]
+    hist_len = valid["history"][0]
+    hist_event_no_row = np.repeat(no_row, hist_len)               # [sum hist]
+    base_user = np.concatenate([np.repeat(seqs.users, np.diff(seqs.offsets)),
+                                np.repeat(v_users[no_row], hist_len[no_row])])
+    base = [np.concatenate([seqs_part, valid[key][1][hist_event_no_row]])
+            for seqs_part, key in ((seqs.items, "history"),
+                                   (seqs.timestamps, "history_timestamp"),
+                                   (seqs.sessions, "history_session"))]
+    num_base = base_user.size
+    all_user = np.concatenate([base_user, np.repeat(v_users, tgt_len)])
+    items = np.concatenate([base[0], targets])
+    ts = np.concatenate([base[1], valid["target_timestamp"][1]])
+    sess = np.concatenate([base[2], np.zeros(targets.size, np.int64)])
+    is_target = np.arange(all_user.size) >= num_base
+    # Stable: within a user, training (or history) events keep their order and
+    # the targets follow them in their own order.
+    order = np.argsort(all_user, kind="stable")
+    all_user, items, ts, sess, is_target = (
+        all_user[order], items[order], ts[order], sess[order], is_target[order])
+
+    # Sessions continue by the preprocessing rule: a target more than
+    # session_gap s after the previous event opens a session (one session
+    # when the data has no time).
+    first = np.ones(all_user.size, bool)
+    first[1:] = all_user[1:] != all_user[:-1]
+    new = np.zeros(all_user.size, np.int64)
+    if bool(self.manifest.get("has_time", True)):
+      gap = int(self.manifest.get("params", {}).get("session_gap", 3600))
+      new[1:] = (ts[1:] - ts[:-1] > gap)
+      new &= is_target & ~first
+    # Session of a target = session of the user's last base event (0 if none)
+    # + the openings among that user's targets up to it.
+    base_sess = np.where(is_target, 0, sess)
+    start = np.maximum.accumulate(np.where(first, np.arange(all_user.size), 0))
+    last_base = np.maximum.accumulate(
+        np.where(~is_target | first, np.arange(all_user.size), 0))  # [E]
+    carried = np.where(is_target[last_base], 0, base_sess[last_base])
+    opened = np.cumsum(new)
+    sess = np.where(is_target, carried + opened - opened[start], sess)
+
+    users, first_idx = np.unique(all_user, return_index=True)
+    offsets = np.append(first_idx, all_user.size).astype(np.int64)
     folded = copy.copy(self)
-    folded._vocabs = self._vocabs
-    folded._train_sequences = TrainSequences(np.array(users, np.int64), offsets,
-                                             cat[0], cat[1], cat[2])
+    folded._train_sequences = TrainSequences(users.astype(np.int64), offsets,
+                                             items, ts, sess.astype(np.int64))
     folded._train_items = None
-    added = np.concatenate(added) if added else np.zeros(0, np.int64)
+    added = np.concatenate([valid["history"][1][hist_event_no_row], targets])
     folded.item_count = self.item_count + np.bincount(
         added, minlength=self.num_items + 1).astype(np.int64)
     folded.split_item_count = self.split_item_count
     folded.validation_in_train = True
     return folded
+
+  @staticmethod
+  def _read_eval_csr(path):
+    """valid/test records: `user` int64 [R] and, per sequence key, (lengths [R], values)."""
+    ds = tf.data.TFRecordDataset(path).batch(_READ_BATCH).map(
+        records.parse_eval_examples)
+    parts = collections.defaultdict(list)
+    for batch in ds:
+      parts["user"].append(batch["user"].numpy())
+      for key in records.EVAL_SEQUENCE_KEYS:
+        parts[key + "/len"].append(batch[key].row_lengths().numpy())
+        parts[key].append(batch[key].flat_values.numpy())
+    cat = lambda k: (np.concatenate(parts[k]).astype(np.int64) if parts[k]
+                     else np.zeros(0, np.int64))
+    out = {"user": cat("user")}
+    for key in records.EVAL_SEQUENCE_KEYS:
+      out[key] = (cat(key + "/len"), cat(key))
+    return out
 
   def train_items_per_user(self):
     """Distinct training items of each user, CSR indexed by user index.

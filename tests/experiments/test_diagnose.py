@@ -6,9 +6,6 @@ from the restored model.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,31 +14,25 @@ import tensorflow as tf
 from dcg_tf.data import pipeline
 from dcg_tf.evaluation import diagnostics
 from dcg_tf.training import checkpoint
+from tests.binaries import run_module
 from tests.data import fixtures
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N, U, H = 40, 60, 4
 
 
-def _run(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-  proc = subprocess.run([sys.executable, "-m"] + list(args), cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc.stdout
 
 
 def test_diagnose_binary_multi_clrec_matches_restored_model(tmp_path):
   data_dir = fixtures.write_tiny_dataset(str(tmp_path / "data"), num_users=U,
                                          num_items=N, seed=5)
   model_dir = str(tmp_path / "model")
-  _run("experiments.train", "--model=multi_clrec", "--data_dir=" + data_dir,
+  run_module("experiments.train", "--model=multi_clrec", "--data_dir=" + data_dir,
        "--model_dir=" + model_dir, "--steps=3", "--batch_size=8", "--max_len=10",
        "--progress=false", "--param=num_intentions=%d" % H,
        "--param=main_queue_size=8", "--param=secondary_queue_size=8",
        "--param=embedding_dim=8", "--param=importance_hidden_units=[8]")
   output = str(tmp_path / "diagnose.json")
-  stdout = _run("experiments.diagnose", "--model_dir=" + model_dir,
+  stdout = run_module("experiments.diagnose", "--model_dir=" + model_dir,
                 "--num_items_sample=30", "--seed=3", "--batch_size=16",
                 "--progress=false", "--output=" + output)
   with open(output) as f:

@@ -6,8 +6,6 @@ the reference re-ranks with NumPy from the restored towers.
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,17 +13,11 @@ import tensorflow as tf
 
 from dcg_tf.data import pipeline
 from dcg_tf.training import checkpoint
+from tests.binaries import run_module
 from tests.data import fixtures
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-  proc = subprocess.run([sys.executable, "-m"] + list(args), cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc.stdout
 
 
 @pytest.mark.slow
@@ -33,11 +25,11 @@ def test_evaluate_binary_full_protocol_matches_numpy(tmp_path):
   data_dir = fixtures.write_tiny_dataset(str(tmp_path / "data"), num_users=60,
                                          num_items=40, seed=5)
   model_dir = str(tmp_path / "model")
-  _run("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
+  run_module("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
        "--model_dir=" + model_dir, "--steps=3", "--batch_size=16",
        "--max_len=20", "--progress=false")
   output = str(tmp_path / "eval.json")
-  stdout = _run("experiments.evaluate", "--model_dir=" + model_dir,
+  stdout = run_module("experiments.evaluate", "--model_dir=" + model_dir,
                 "--data_dir=" + data_dir, "--protocol=full", "--output=" + output,
                 "--ks=1,10,20")
   with open(output) as f:
@@ -69,7 +61,7 @@ def test_train_validates_and_evaluate_reads_the_best_checkpoint(tmp_path):
   data_dir = fixtures.write_tiny_dataset(str(tmp_path / "data"), num_users=60,
                                          num_items=40, seed=5)
   model_dir = str(tmp_path / "model")
-  _run("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
+  run_module("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
        "--model_dir=" + model_dir, "--epochs=3", "--batch_size=16", "--max_len=20",
        "--progress=false", "--validate_every=1", "--validation_protocol=full",
        "--best_metric=MRR")
@@ -80,7 +72,7 @@ def test_train_validates_and_evaluate_reads_the_best_checkpoint(tmp_path):
   best = [r for r in history if r.get("best")][-1]
   assert best["metrics"]["MRR"] == max(mrrs)
   output = str(tmp_path / "valid.json")
-  _run("experiments.evaluate", "--model_dir=" + model_dir, "--data_dir=" + data_dir,
+  run_module("experiments.evaluate", "--model_dir=" + model_dir, "--data_dir=" + data_dir,
        "--protocol=full", "--split=valid", "--checkpoint=best", "--output=" + output)
   with open(output) as f:
     got = json.load(f)

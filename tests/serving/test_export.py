@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from dcg_tf.serving import export as export_lib
+from tests.binaries import run_module
 
 MAX_LEN = 6  # conftest.MAX_LEN
 
@@ -201,13 +202,6 @@ def test_bad_vocabularies_and_non_empty_export_dir_are_refused(
                              tiny_data, mean_export.export_dir, max_len=MAX_LEN)
 
 
-def _run_binary(*args):
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
-  result = subprocess.run([sys.executable, "-m"] + list(args), cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout
 
 
 @pytest.mark.slow
@@ -217,10 +211,10 @@ def test_export_binary_on_a_trained_model(tmp_path):
   data_dir = fixtures.write_tiny_dataset(str(tmp_path / "data"), num_users=30,
                                          num_items=40, seed=2)
   model_dir, export_dir = str(tmp_path / "model"), str(tmp_path / "export")
-  _run_binary("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
+  run_module("experiments.train", "--model=two_tower", "--data_dir=" + data_dir,
               "--model_dir=" + model_dir, "--steps=3", "--batch_size=16",
               "--max_len=" + str(MAX_LEN), "--progress=false")
-  stdout = _run_binary("experiments.export", "--model_dir=" + model_dir,
+  stdout = run_module("experiments.export", "--model_dir=" + model_dir,
                        "--export_dir=" + export_dir)
   assert "Exported 40 items" in stdout
   model, data = checkpoint.load_trained_model(model_dir)
