@@ -9,6 +9,7 @@ it through the registry and restores the latest checkpoint.
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from dcg_tf.data.dataset import ProcessedDataset
@@ -110,3 +111,44 @@ def _as_train_batch(eval_batch):
   batch = dict(eval_batch)
   batch["target"] = eval_batch["targets"][:, 0]
   return batch
+
+
+def checkpoint_difference(path_a, path_b):
+  """Largest absolute difference of each floating-point variable of two checkpoints.
+
+  Args:
+    path_a, path_b: checkpoint prefixes (e.g. `checkpoint_path(model_dir)`).
+
+  Returns:
+    dict variable key -> float max |a - b| over the variable's entries, for
+    the float variables both checkpoints hold with the same shape (equal
+    infinities and NaN in both count as equal, NaN in one as an infinite
+    difference).
+
+  Raises:
+    ValueError: when the checkpoints hold different float variables or shapes.
+  """
+  reader_a = tf.train.load_checkpoint(path_a)
+  reader_b = tf.train.load_checkpoint(path_b)
+  dtypes_a = reader_a.get_variable_to_dtype_map()
+  dtypes_b = reader_b.get_variable_to_dtype_map()
+  floats_a = {k for k, d in dtypes_a.items() if d.is_floating}
+  floats_b = {k for k, d in dtypes_b.items() if d.is_floating}
+  if floats_a != floats_b:
+    raise ValueError("%s and %s hold different float variables: %s"
+                     % (path_a, path_b, sorted(floats_a ^ floats_b)[:5]))
+  result = {}
+  for key in sorted(floats_a):
+    a, b = reader_a.get_tensor(key), reader_b.get_tensor(key)
+    if a.shape != b.shape:
+      raise ValueError("%s: shape %s in %s but %s in %s"
+                       % (key, a.shape, path_a, b.shape, path_b))
+    with np.errstate(invalid="ignore"):
+      diff = np.abs(a.astype(np.float64) - b)
+    # Equal entries (infinities included, e.g. the best validation value
+    # before any validation) and NaN in both are equal; NaN in one only is an
+    # infinite difference.
+    diff = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, diff)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    result[key] = float(diff.max()) if diff.size else 0.0
+  return result

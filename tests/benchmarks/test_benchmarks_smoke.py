@@ -5,6 +5,7 @@ import math
 import pathlib
 
 import numpy as np
+import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -47,3 +48,14 @@ def test_tfrs_comparison_benchmark_quick():
   for name, seconds in summary["round_seconds"].items():
     assert math.isclose(throughput[name], 3 * 32 / np.median(seconds))
   assert math.isclose(summary["ratio"], throughput["dcg_tf"] / throughput["tfrs"])
+
+
+@pytest.mark.slow
+def test_reproducibility_benchmark_quick(tmp_path):
+  out = tmp_path / "repro.json"
+  summary = _load("reproducibility_benchmark").main(["--quick", "--output", str(out)])
+  result = summary["results"]["two_tower"]
+  # two_tower trains bitwise-reproducibly (measured; docs/results/clrec.md).
+  assert result["bitwise_equal"] and result["differing_variables"] == 0
+  assert result["float_variables"] > 0
+  assert out.read_text().startswith("{")
