@@ -37,10 +37,10 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
-from dcg_tf.layers.clrec_user_tower import CLRecUserTower  # noqa: E402
-from dcg_tf.layers.item_embedding import ItemEmbedding  # noqa: E402
-from dcg_tf.layers.item_tower import ItemTower  # noqa: E402
-from dcg_tf.layers.samplers import unigram  # noqa: E402
+from dcg_tf.towers.clrec_user_tower import CLRecUserTower  # noqa: E402
+from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding  # noqa: E402
+from dcg_tf.towers.item_tower import ItemTower  # noqa: E402
+from dcg_tf.training_state.samplers import unigram  # noqa: E402
 from dcg_tf.models.baselines import SampledSoftmaxModel  # noqa: E402
 from dcg_tf.models.clrec import CLRecModel  # noqa: E402
 from dcg_tf.optimizers import LazyAdam  # noqa: E402

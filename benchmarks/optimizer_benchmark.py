@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
-from dcg_tf.layers.feature_embedding import FeatureEmbedding  # noqa: E402
+from dcg_tf.layers.embeddings.feature_embedding import FeatureEmbedding  # noqa: E402
 from dcg_tf.optimizers import get_optimizer  # noqa: E402
 
 

@@ -28,10 +28,10 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
-from dcg_tf.layers.item_embedding import ItemEmbedding  # noqa: E402
-from dcg_tf.layers.item_tower import ItemTower  # noqa: E402
-from dcg_tf.layers.mean_pooling_user_tower import MeanPoolingUserTower  # noqa: E402
-from dcg_tf.models.experiments.two_tower import TwoTowerModel  # noqa: E402
+from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding  # noqa: E402
+from dcg_tf.towers.item_tower import ItemTower  # noqa: E402
+from dcg_tf.towers.mean_pooling_user_tower import MeanPoolingUserTower  # noqa: E402
+from dcg_tf.models.two_tower import TwoTowerModel  # noqa: E402
 from dcg_tf.optimizers import LazyAdam  # noqa: E402
 
 

@@ -9,7 +9,7 @@ item-id embedding followed by a Dense(64) projection, shared by the item tower
 (+ Dense(64), L2 normalisation) and the mean-pooling user tower (masked mean of
 the history, + Dense(64), L2 normalisation); in-batch softmax at temperature 0.1
 with log-Q correction and accidental-hit removal. Ours is
-`dcg_tf.models.experiments.two_tower.TwoTowerModel` (RetrievalModel.train_step)
+`dcg_tf.configs.two_tower.TwoTowerModel` (RetrievalModel.train_step)
 with LazyAdam; the tfrs one is a `tfrs.Model` whose `compute_loss` calls
 `tfrs.tasks.Retrieval` (no FactorizedTopK metric while training), with
 `keras.optimizers.Adam()`. Ids are integers for both (the tutorial's StringLookup
@@ -32,10 +32,10 @@ import tensorflow_recommenders as tfrs  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from dcg_tf._keras import keras  # noqa: E402
-from dcg_tf.layers.item_embedding import ItemEmbedding  # noqa: E402
-from dcg_tf.layers.item_tower import ItemTower  # noqa: E402
-from dcg_tf.layers.mean_pooling_user_tower import MeanPoolingUserTower  # noqa: E402
-from dcg_tf.models.experiments.two_tower import TwoTowerModel  # noqa: E402
+from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding  # noqa: E402
+from dcg_tf.towers.item_tower import ItemTower  # noqa: E402
+from dcg_tf.towers.mean_pooling_user_tower import MeanPoolingUserTower  # noqa: E402
+from dcg_tf.models.two_tower import TwoTowerModel  # noqa: E402
 from dcg_tf.optimizers import LazyAdam  # noqa: E402
 
 TEMPERATURE = 0.1

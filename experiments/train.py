@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 
 import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
+from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
 from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import protocols
@@ -127,6 +128,7 @@ def make_validate_fn(data, protocol, max_len):
 
 def main(argv):
   del argv
+  configs.import_all()
   if FLAGS.list_models:
     for name in registry.list_experiments():
       print("%-26s %s" % (name, registry.get_experiment(name).description.split("\n")[0]))
@@ -157,6 +159,7 @@ def main(argv):
     validate_fn = make_validate_fn(data, FLAGS.validation_protocol, FLAGS.max_len)
   checkpoint.write_run_info(FLAGS.model_dir, {
       "experiment": FLAGS.model,
+      "experiment_module": registry.get_experiment(FLAGS.model).module,
       "params": params,
       "trainer": {"batch_size": config.batch_size, "max_len": config.max_len,
                   "epochs": config.epochs, "steps": config.steps, "seed": config.seed,

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcg_tf.evaluation import evaluator
-from dcg_tf.layers.multi_clrec_user_tower import MultiCLRecUserTower
+from dcg_tf.towers.multi_clrec_user_tower import MultiCLRecUserTower
 
 _ITEM_BATCH = 8192
 # Rows with a smaller norm count as zero vectors (cosine 0 with everything),

@@ -2,7 +2,7 @@
 
 CLRec (Zhou et al., KDD'21) Eq. (2), the TensorFlow variant of Jean et al.
 (ACL'15) / Bengio & Senecal: negatives y_1..y_L are drawn from a proposal
-p_n(y) over the whole vocabulary (e.g. `dcg_tf.layers.samplers.AliasSampler`),
+p_n(y) over the whole vocabulary (e.g. `dcg_tf.training_state.samplers.AliasSampler`),
 and every logit, the positive's included, is corrected by -log p_n(y). Without
 the correction (log-Q terms None) this is CLRec's contrastive loss, Eq. (3).
 """

@@ -12,7 +12,7 @@ changes only the loss.
 import numpy as np
 import tensorflow as tf
 
-from dcg_tf.layers.samplers import AliasSampler
+from dcg_tf.training_state.samplers import AliasSampler
 from dcg_tf.losses.ipw import ipw
 from dcg_tf.losses.negative_sampling import negative_sampling_bce
 from dcg_tf.losses.sampled_softmax import sampled_softmax

@@ -15,8 +15,8 @@ auxiliary task (section 4.2.2, appendix B.4).
 
 import tensorflow as tf
 
-from dcg_tf.layers.momentum_encoder import MomentumEncoder
-from dcg_tf.layers.queue import FIFOQueue
+from dcg_tf.training_state.momentum_encoder import MomentumEncoder
+from dcg_tf.training_state.queue import FIFOQueue
 from dcg_tf.losses.queue_contrastive import queue_contrastive
 from dcg_tf.models.base import RetrievalModel
 

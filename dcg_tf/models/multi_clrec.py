@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from dcg_tf.layers.multi_queue import MultiQueue
+from dcg_tf.training_state.multi_queue import MultiQueue
 from dcg_tf.losses import multi_clrec as losses
 from dcg_tf.models.base import RetrievalModel
 

@@ -3,6 +3,10 @@
 Model Garden style: configs and flags turn into builder arguments here and in
 `experiments/`, never inside layers. A builder has the signature
 `build(params: dict, data: dcg_tf.data.dataset.ProcessedDataset) -> RetrievalModel`.
+
+This module is a leaf: it imports no paper. The builders live in
+`dcg_tf.configs` and register themselves when their module is imported
+(`dcg_tf.configs.import_all()` imports them all).
 """
 
 import dataclasses
@@ -15,6 +19,7 @@ class Experiment:
   builder: Callable[..., Any]
   defaults: Dict[str, Any]
   description: str = ""
+  module: str = ""   # the module that registered it (recorded in run.json)
 
 
 _EXPERIMENTS: Dict[str, Experiment] = {}
@@ -27,22 +32,24 @@ def register_experiment(name, defaults=None, description=""):
     if name in _EXPERIMENTS:
       raise ValueError("experiment %r is registered twice" % name)
     _EXPERIMENTS[name] = Experiment(name, builder, dict(defaults or {}),
-                                    description or (builder.__doc__ or "").strip())
+                                    description or (builder.__doc__ or "").strip(),
+                                    builder.__module__)
     return builder
 
   return decorator
 
 
 def get_experiment(name):
-  _import_all()
   if name not in _EXPERIMENTS:
-    raise KeyError("unknown experiment %r; registered: %s"
-                   % (name, ", ".join(sorted(_EXPERIMENTS))))
+    raise KeyError("unknown experiment %r; registered: %s (an experiment is "
+                   "registered when its module is imported: "
+                   "dcg_tf.configs.import_all() imports them all)"
+                   % (name, ", ".join(sorted(_EXPERIMENTS)) or "none"))
   return _EXPERIMENTS[name]
 
 
 def list_experiments():
-  _import_all()
+  """The names registered so far (by the config modules imported)."""
   return sorted(_EXPERIMENTS)
 
 
@@ -61,7 +68,3 @@ def resolve_params(name, overrides=None):
 def build_model(name, params, data):
   return get_experiment(name).builder(params, data)
 
-
-def _import_all():
-  # Importing the experiment modules registers them.
-  from dcg_tf.models import experiments  # noqa: F401  pylint: disable=g-import-not-at-top

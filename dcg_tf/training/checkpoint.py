@@ -6,12 +6,14 @@ fingerprint. Every later verb (evaluate, export) rebuilds the same model from
 it through the registry and restores the latest checkpoint.
 """
 
+import importlib
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
 from dcg_tf.models import registry
 
@@ -96,6 +98,12 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
         % (data.directory, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
   if info.get("trainer", {}).get("train_on_valid"):
     data = data.with_validation_in_train()
+  # Only the paper this model comes from is imported (runs written before
+  # run.json recorded it import every config module).
+  if info.get("experiment_module"):
+    importlib.import_module(info["experiment_module"])
+  else:
+    configs.import_all()
   model = registry.build_model(info["experiment"], info["params"], data)
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,

@@ -10,7 +10,10 @@ import tensorflow as tf
 from dcg_tf.data import pipeline
 from dcg_tf.data.dataset import ProcessedDataset
 from dcg_tf.evaluation import diagnostics
+from dcg_tf import configs
 from dcg_tf.models import registry
+
+configs.import_all()
 from tests.data import fixtures
 # The NumPy re-implementation of Eq. 5-9 of the tower's own tests.
 from tests.layers import test_multi_clrec_user_tower as tower_test

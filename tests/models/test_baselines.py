@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 
 from dcg_tf._keras import keras
-from dcg_tf.layers.item_embedding import ItemEmbedding
-from dcg_tf.layers.item_tower import ItemTower
-from dcg_tf.layers.mean_pooling_user_tower import MeanPoolingUserTower
-from dcg_tf.layers.samplers import unigram
+from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding
+from dcg_tf.towers.item_tower import ItemTower
+from dcg_tf.towers.mean_pooling_user_tower import MeanPoolingUserTower
+from dcg_tf.training_state.samplers import unigram
 from dcg_tf.losses.ipw import fit_popularity_propensity
 from dcg_tf.models.baselines import IPWModel, NegativeSamplingModel, SampledSoftmaxModel
 

@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from dcg_tf._keras import keras
-from dcg_tf.layers.clrec_user_tower import CLRecUserTower
-from dcg_tf.layers.item_embedding import ItemEmbedding
-from dcg_tf.layers.item_tower import ItemTower
-from dcg_tf.layers.momentum_encoder import _ordered_weights
+from dcg_tf.towers.clrec_user_tower import CLRecUserTower
+from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding
+from dcg_tf.towers.item_tower import ItemTower
+from dcg_tf.training_state.momentum_encoder import _ordered_weights
 from dcg_tf.losses.in_batch_softmax import in_batch_softmax
 from dcg_tf.models.clrec import CLRecModel
 
@@ -303,7 +303,9 @@ class _TinyData:
     ("negative_sampling", "clrec"), ("shared_negative_sampling", "clrec"),
     ("ipw", "clrec")])
 def test_registered_experiments_build_and_train_one_step(name, encoder):
+  from dcg_tf import configs  # pylint: disable=g-import-not-at-top
   from dcg_tf.models import registry  # pylint: disable=g-import-not-at-top
+  configs.import_all()
   assert registry.get_experiment(name).defaults["user_encoder"] == "clrec"
   assert registry.get_experiment(name).defaults["temperature"] == 0.07
   params = registry.resolve_params(name, {"max_len": L, "embedding_dim": 8,
@@ -323,9 +325,9 @@ def test_all_positions_in_batch_equals_in_batch_softmax_over_positions():
   """With all_positions and queue="in_batch", Eq. 3 runs over every position
   with all positions' positives as negatives: the in-batch softmax (tested
   against NumPy in tests/losses) on (queries [P], positives [P])."""
-  import dcg_tf.layers.item_embedding as ie  # pylint: disable=g-import-not-at-top
-  from dcg_tf.layers.item_tower import ItemTower  # pylint: disable=g-import-not-at-top
-  from dcg_tf.layers.self_attention_user_tower import SelfAttentionUserTower  # pylint: disable=g-import-not-at-top
+  import dcg_tf.layers.embeddings.item_embedding as ie  # pylint: disable=g-import-not-at-top
+  from dcg_tf.towers.item_tower import ItemTower  # pylint: disable=g-import-not-at-top
+  from dcg_tf.towers.self_attention_user_tower import SelfAttentionUserTower  # pylint: disable=g-import-not-at-top
   from dcg_tf.losses.in_batch_softmax import in_batch_softmax  # pylint: disable=g-import-not-at-top
   from dcg_tf.models.clrec import CLRecModel  # pylint: disable=g-import-not-at-top
   tf.random.set_seed(0)

@@ -7,10 +7,13 @@ import pytest
 import tensorflow as tf
 
 from dcg_tf._keras import keras
-from dcg_tf.layers.item_embedding import ItemEmbedding
-from dcg_tf.layers.item_tower import ItemTower
-from dcg_tf.layers.multi_clrec_user_tower import MultiCLRecUserTower
+from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding
+from dcg_tf.towers.item_tower import ItemTower
+from dcg_tf.towers.multi_clrec_user_tower import MultiCLRecUserTower
+from dcg_tf import configs
 from dcg_tf.models import registry
+
+configs.import_all()
 from dcg_tf.models.multi_clrec import MultiCLRecModel
 
 N, C, D, H, B, L = 20, 4, 8, 3, 4, 5

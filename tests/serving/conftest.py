@@ -14,11 +14,11 @@ import tensorflow as tf
 
 from dcg_tf._keras import keras
 from dcg_tf.data.dataset import ProcessedDataset
-from dcg_tf.layers.item_embedding import ItemEmbedding
-from dcg_tf.layers.item_tower import ItemTower
-from dcg_tf.layers.mean_pooling_user_tower import MeanPoolingUserTower
-from dcg_tf.layers.multi_clrec_user_tower import MultiCLRecUserTower
-from dcg_tf.layers.queue import FIFOQueue
+from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding
+from dcg_tf.towers.item_tower import ItemTower
+from dcg_tf.towers.mean_pooling_user_tower import MeanPoolingUserTower
+from dcg_tf.towers.multi_clrec_user_tower import MultiCLRecUserTower
+from dcg_tf.training_state.queue import FIFOQueue
 from dcg_tf.models.base import RetrievalModel
 from dcg_tf.serving.export import export_towers
 from tests.data import fixtures

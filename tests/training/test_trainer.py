@@ -5,7 +5,10 @@ import pytest
 import tensorflow as tf
 
 from dcg_tf.data.dataset import ProcessedDataset
+from dcg_tf import configs
 from dcg_tf.models import registry
+
+configs.import_all()
 from dcg_tf.optimizers import get_optimizer
 from dcg_tf.training import trainer as trainer_lib
 from tests.data.fixtures import write_tiny_dataset

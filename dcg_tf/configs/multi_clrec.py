@@ -1,0 +1,96 @@
+"""Experiment `multi_clrec`: Multi-CLRec (CLRec paper, section 3.2, Figure 2).
+
+Item encoder g (Eq. 5): the `ItemEmbedding` with `item_combine="concat"`
+(features concatenated, then a linear layer: MLP_1) inside an l2-normalised
+`ItemTower`, which also embeds the history items; user encoder:
+`MultiCLRecUserTower` (Eq. 6-9) routing the catalog's category feature;
+loss: Eq. 10-13 with 1 + H queues.
+Appendix A/B.3 settings: H = 16 on public data, queues 1,280 + 1,280,
+rho = 0.07, lambda_1 = lambda_2 = lambda_3 = 1. Queue "raw" (Figure 1b): the
+paper uses the queue without caching on regular u2i tasks (appendix A); with
+"cached" this item encoder collapses (see `MultiCLRecModel`).
+"""
+
+from dcg_tf.towers.multi_clrec_user_tower import MultiCLRecUserTower
+from dcg_tf.configs import two_tower
+from dcg_tf.models.multi_clrec import MultiCLRecModel
+from dcg_tf.models.registry import register_experiment
+
+DEFAULTS = {
+    "embedding_dim": 64,
+    "max_len": 50,
+    "item_combine": "concat",          # Eq. 5: MLP_1 over concatenated features
+    "item_features": "all",
+    "hidden_units": [],                # extra item-tower layers after MLP_1
+    "l2_normalize": True,              # cosine similarity (appendix B.2)
+    "dropout": 0.0,
+    "category_feature": "category",
+    "share_category_embedding": True,  # c_t is g's category embedding (Eq. 5)
+    "num_intentions": 16,
+    "main_queue_size": 1280,
+    "secondary_queue_size": 1280,
+    "queue": "raw",                    # raw (Figure 1b) | cached (Figure 1c)
+    "temperature": 0.07,
+    "aux_weights": [1.0, 1.0, 1.0],
+    "importance_hidden_units": [64],   # MLP_2 (Eq. 6)
+    "aggregation_hidden_units": [],    # MLP_3 (Eq. 8)
+    "selection_hidden_units": [],      # MLP_4 (Eq. 9)
+    "use_time_gap": True,
+    "num_serving_interests": 1,        # K intention vectors at serving time
+    "select_occupied_only": True,      # h* among intentions holding a click (Eq. 9)
+}
+
+
+def _category_spec(params, data):
+  name = params["category_feature"]
+  for spec in data.schema.get("item_features", []):
+    if spec["name"] == name:
+      if spec["kind"] != "single":
+        raise ValueError("multi_clrec: item feature %r must be single-valued "
+                         "(one category per item), it is %r"
+                         % (name, spec["kind"]))
+      return spec
+  raise ValueError(
+      "multi_clrec: the dataset has no item feature %r to route (its item "
+      "features: %s); set --param=category_feature=<name>"
+      % (name, [s["name"] for s in data.schema.get("item_features", [])]))
+
+
+@register_experiment("multi_clrec", defaults=DEFAULTS)
+def build(params, data):
+  """Multi-CLRec: intention routing, main + H secondary queues (Eq. 5-13)."""
+  if not params["l2_normalize"]:
+    raise ValueError("multi_clrec compares cosine similarities (Eq. 13); "
+                     "l2_normalize must stay True")
+  spec = _category_spec(params, data)
+  item_embedding = two_tower.build_item_embedding(params, data)
+  item_tower = two_tower.build_item_tower(params, data, item_embedding)
+  category_embedding = None
+  names = [f["name"] for f in item_embedding.features]
+  if params["share_category_embedding"] and spec["name"] in names:
+    category_embedding = item_embedding.feature_embeddings[
+        names.index(spec["name"])]
+  # g(y_t) of the history is the item tower itself: one item encoder (Eq. 5).
+  user_tower = MultiCLRecUserTower(
+      item_tower,
+      item_categories=data.item_features[spec["name"]],
+      num_categories=int(spec["vocab_size"]),
+      output_dim=params["embedding_dim"],
+      category_dim=params["embedding_dim"],
+      num_intentions=params["num_intentions"],
+      temperature=params["temperature"],
+      importance_hidden_units=list(params["importance_hidden_units"]),
+      aggregation_hidden_units=list(params["aggregation_hidden_units"]),
+      selection_hidden_units=list(params["selection_hidden_units"]),
+      num_serving_interests=params["num_serving_interests"],
+      use_time_gap=params["use_time_gap"],
+      category_embedding=category_embedding,
+      select_occupied_only=params["select_occupied_only"],
+      name="user_tower")
+  return MultiCLRecModel(
+      user_tower, item_tower, category_feature=spec["name"],
+      num_intentions=params["num_intentions"],
+      main_queue_size=params["main_queue_size"],
+      secondary_queue_size=params["secondary_queue_size"],
+      queue=params["queue"], temperature=params["temperature"],
+      aux_weights=tuple(params["aux_weights"]))

@@ -1,0 +1,1 @@
+"""Attention blocks that pool a sequence of clicks into head vectors."""

@@ -1,0 +1,1 @@
+"""Embeddings of ids and features: items, catalog features, time and position."""

@@ -1,0 +1,1 @@
+"""Interest extraction and selection: routing clicks to interests, choosing among them."""

@@ -1,0 +1,46 @@
+"""The two-tower baseline: a user tower against an item tower, in-batch softmax."""
+
+import tensorflow as tf
+
+from dcg_tf.losses.in_batch_softmax import in_batch_softmax
+from dcg_tf.models.base import RetrievalModel
+
+
+class TwoTowerModel(RetrievalModel):
+  """User tower vs item tower trained with the in-batch softmax.
+
+  The loss is `dcg_tf.losses.in_batch_softmax` (PCL-AISL / SSL-CFM Eq. 6; tfrs
+  `tasks.Retrieval`): logits `<u_i, v_j> / temperature`, minus `log q(v_j)` when
+  `logq_correction` (items enter a batch with probability ~ their training
+  frequency), with accidental hits (the same item elsewhere in the batch)
+  removed when `remove_accidental_hits`.
+
+  Args:
+    user_tower, item_tower: the towers (see `build_towers`).
+    log_item_probability: float32 [N+1] log sampling probabilities.
+    temperature: softmax temperature.
+    logq_correction: subtract log q of each candidate.
+    remove_accidental_hits: mask duplicates of the positive among negatives.
+  """
+
+  def __init__(self, user_tower, item_tower, log_item_probability=None,
+               temperature=0.1, logq_correction=True, remove_accidental_hits=True,
+               all_positions=False, **kwargs):
+    super().__init__(user_tower, item_tower, all_positions=all_positions, **kwargs)
+    self.temperature = temperature
+    self.logq_correction = logq_correction
+    self.remove_accidental_hits = remove_accidental_hits
+    self._log_q = (None if log_item_probability is None else
+                   tf.constant(log_item_probability, tf.float32))
+
+  def compute_loss(self, inputs, training=False):
+    query, target = self.queries_and_targets(inputs, training)  # [P, D], [P]
+    candidates = self.item_tower(target, training=training)        # [P, D]
+    probability = None
+    if self.logq_correction and self._log_q is not None:
+      probability = tf.exp(tf.gather(self._log_q, target))         # [P]
+    loss = in_batch_softmax(
+        query, candidates, temperature=self.temperature,
+        candidate_sampling_probability=probability,
+        candidate_ids=target if self.remove_accidental_hits else None)  # [P]
+    return {"loss": tf.reduce_mean(loss)}

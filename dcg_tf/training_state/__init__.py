@@ -1,0 +1,3 @@
+"""Training-only state owned by training models, never by towers: queues,
+momentum encoders, negative samplers. It is checkpointed but never exported.
+"""
