@@ -16,7 +16,7 @@ from dcg_tf.models import registry
 configs.import_all()
 from tests.data import fixtures
 # The NumPy re-implementation of Eq. 5-9 of the tower's own tests.
-from tests.layers import test_multi_clrec_user_tower as tower_test
+from tests.towers import test_multi_clrec_user_tower as tower_test
 
 
 def _cosine_loop(x):
