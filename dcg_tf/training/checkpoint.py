@@ -121,20 +121,24 @@ def _as_train_batch(eval_batch):
   return batch
 
 
-def checkpoint_difference(path_a, path_b):
+def checkpoint_difference(path_a, path_b, common_only=False):
   """Largest absolute difference of each floating-point variable of two checkpoints.
 
   Args:
     path_a, path_b: checkpoint prefixes (e.g. `checkpoint_path(model_dir)`).
+    common_only: compare the float variables both hold and also return the
+      keys only one of them holds (e.g. state that a later commit added).
 
   Returns:
     dict variable key -> float max |a - b| over the variable's entries, for
     the float variables both checkpoints hold with the same shape (equal
     infinities and NaN in both count as equal, NaN in one as an infinite
-    difference).
+    difference). With `common_only`, `(that dict, (keys only in a, keys only
+    in b))`.
 
   Raises:
-    ValueError: when the checkpoints hold different float variables or shapes.
+    ValueError: when the checkpoints hold different float variables (unless
+      `common_only`) or shapes.
   """
   reader_a = tf.train.load_checkpoint(path_a)
   reader_b = tf.train.load_checkpoint(path_b)
@@ -142,7 +146,10 @@ def checkpoint_difference(path_a, path_b):
   dtypes_b = reader_b.get_variable_to_dtype_map()
   floats_a = {k for k, d in dtypes_a.items() if d.is_floating}
   floats_b = {k for k, d in dtypes_b.items() if d.is_floating}
-  if floats_a != floats_b:
+  only = (sorted(floats_a - floats_b), sorted(floats_b - floats_a))
+  if common_only:
+    floats_a = floats_a & floats_b
+  elif floats_a != floats_b:
     raise ValueError("%s and %s hold different float variables: %s"
                      % (path_a, path_b, sorted(floats_a ^ floats_b)[:5]))
   result = {}
@@ -159,4 +166,4 @@ def checkpoint_difference(path_a, path_b):
     diff = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, diff)
     diff = np.where(np.isnan(diff), np.inf, diff)
     result[key] = float(diff.max()) if diff.size else 0.0
-  return result
+  return (result, only) if common_only else result

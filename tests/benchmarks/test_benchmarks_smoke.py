@@ -59,3 +59,15 @@ def test_reproducibility_benchmark_quick(tmp_path):
   assert result["bitwise_equal"] and result["differing_variables"] == 0
   assert result["float_variables"] > 0
   assert out.read_text().startswith("{")
+
+
+@pytest.mark.slow
+def test_reproducibility_benchmark_against_a_commit(tmp_path):
+  # The first run uses the code of a commit checked out with git worktree; the
+  # same commit as the tree (HEAD, when the tree has no change in what training
+  # computes) must give the same weights.
+  summary = _load("reproducibility_benchmark").main(
+      ["--quick", "--base_commit=HEAD", "--tolerance=1e-6"])
+  result = summary["results"]["two_tower"]
+  assert summary["within_tolerance"] and result["max_abs_difference"] <= 1e-6
+  assert result["only_in_first"] == [] and result["only_in_second"] == []

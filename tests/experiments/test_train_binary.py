@@ -46,6 +46,19 @@ def test_train_writes_traceable_outputs_and_resumes(data_dir, tmp_path):
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Resuming from" in second.stderr and "(step 4," in second.stderr
   assert "done: step 6" in second.stdout
+  # Restoring the model imports its own paper's builders and no other.
+  assert run["experiment_module"] == "dcg_tf.configs.two_tower"
+  probe = subprocess.run(
+      [sys.executable, "-c",
+       "import sys, dcg_tf\n"
+       "from dcg_tf.training import checkpoint\n"
+       "checkpoint.load_trained_model(%r)\n"
+       "print(sorted(m for m in sys.modules if m.startswith('dcg_tf.configs.')))"
+       % model_dir],
+      cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert probe.returncode == 0, probe.stderr[-3000:]
+  assert probe.stdout.split("\n")[-2] == "['dcg_tf.configs.two_tower']"
 
 
 def test_unknown_parameter_is_a_usage_error(data_dir, tmp_path):

@@ -54,3 +54,15 @@ def test_equal_infinities_and_nan_in_both_are_equal(tmp_path):
   c = _save(str(tmp_path / "c"), np.array([[inf, 1.0]], np.float32),
             np.array([inf], np.float32), 1)
   assert set(checkpoint.checkpoint_difference(c, c).values()) == {0.0}
+
+
+def test_common_only_compares_shared_variables_and_lists_the_rest(tmp_path):
+  a = _save(str(tmp_path / "a"), np.ones((2, 2), np.float32), np.zeros(2, np.float32), 1)
+  c = tf.train.Checkpoint(kernel=tf.Variable(np.full((2, 2), 1.5, np.float32)),
+                          extra=tf.Variable(np.zeros(3, np.float32))).write(
+                              str(tmp_path / "c"))
+  diff, (only_a, only_c) = checkpoint.checkpoint_difference(a, c, common_only=True)
+  assert [k.split("/")[0] for k in diff] == ["kernel"]
+  assert list(diff.values()) == [0.5]           # |1 - 1.5|
+  assert [k.split("/")[0] for k in only_a] == ["bias"]
+  assert [k.split("/")[0] for k in only_c] == ["extra"]
