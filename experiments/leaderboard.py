@@ -1,0 +1,251 @@
+r"""Trains and scores registered models on datasets over seeds; writes the board.
+
+  python -m experiments.leaderboard \
+      --datasets=s3rec_beauty=DATA/beauty,s3rec_toys=DATA/toys,ml_small=DATA/ml \
+      --models=sasrec,two_tower,clrec --seeds=0,1,2 \
+      --configs=experiments/configs/leaderboard \
+      --work_dir=runs/leaderboard --results_dir=docs/results/leaderboard \
+      --output=docs/results/leaderboard.md
+
+Each (dataset, model, seed) is one run: `experiments.train` with the model's
+flagfile `--configs/<model>.cfg` (its budget: epochs, batch, learning rate)
+plus `--seed`, validating after every epoch on the validation split
+(`--validation_protocol=full --best_metric=NDCG@10`, so the epoch is chosen on
+validation only), then `experiments.evaluate --checkpoint=best --protocol=full`
+on test: every item ranked, the user's earlier items excluded. Its metrics,
+epochs and wall times go to `--results_dir/<dataset>/<model>/seed<k>.json`
+(small JSON, committed), and a run whose JSON exists is not run again, so the
+board is completed across sessions; a run killed half-way resumes from its
+checkpoint in `--work_dir` (not committed).
+
+The page `--output` is rebuilt from every JSON under `--results_dir` (also
+alone with `--render_only`): per dataset, one row per model with mean +- std
+over seeds, and the published full-ranking figures of
+`--published` (a JSON file naming its sources) beside them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from dcg_tf.evaluation import comparison
+
+FLAGS = flags.FLAGS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+flags.DEFINE_list("datasets", [], "NAME=PROCESSED_DIR pairs.")
+flags.DEFINE_list("models", [], "Registered experiment names (python -m "
+                  "experiments.train --list_models).")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each is one run per model.")
+flags.DEFINE_string("configs", os.path.join("experiments", "configs", "leaderboard"),
+                    "Folder of <model>.cfg flagfiles (one budget per model).")
+flags.DEFINE_string("work_dir", os.path.join("runs", "leaderboard"),
+                    "Model dirs (checkpoints; not committed).")
+flags.DEFINE_string("results_dir", os.path.join("docs", "results", "leaderboard"),
+                    "One JSON per finished run (committed).")
+flags.DEFINE_string("output", os.path.join("docs", "results", "leaderboard.md"),
+                    "The Markdown page.")
+flags.DEFINE_string("published", os.path.join("experiments", "configs",
+                                              "published_full_ranking.json"),
+                    "Published full-ranking figures shown beside ours.")
+flags.DEFINE_bool("render_only", False, "Only rebuild --output from --results_dir.")
+flags.DEFINE_multi_string("extra_flag", [],
+                          "Appended to every training command (e.g. --steps=5 "
+                          "for a smoke run).")
+
+# What the board reports (full ranking): the published papers' cut-offs and
+# the depths candidate generation serves.
+KS = (10, 20, 50, 200)
+
+
+def _pairs(items, what):
+  pairs = {}
+  for item in items:
+    if "=" not in item:
+      raise app.UsageError("--%s entries are NAME=VALUE, got %r" % (what, item))
+    name, value = item.split("=", 1)
+    pairs[name.strip()] = value.strip()
+  return pairs
+
+
+def result_path(results_dir, dataset, model, seed):
+  return os.path.join(results_dir, dataset, model, "seed%d.json" % seed)
+
+
+def _run(args, what):
+  """Runs `python -m args` from the repository root; raises with its stderr tail."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  start = time.time()
+  proc = subprocess.run([sys.executable, "-m"] + args, cwd=REPO, env=env,
+                        capture_output=True, text=True, check=False)
+  if proc.returncode != 0:
+    raise RuntimeError("%s failed (exit %d):\n%s" % (what, proc.returncode,
+                                                     proc.stderr[-3000:]))
+  return time.time() - start
+
+
+def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flags):
+  """One run: train with validation, score the best epoch on test; a dict."""
+  model_dir = os.path.join(work_dir, dataset, model, "seed%d" % seed)
+  train_seconds = _run(
+      ["experiments.train", "--flagfile=" + config, "--data_dir=" + data_dir,
+       "--model_dir=" + model_dir, "--seed=%d" % seed, "--validate_every=1",
+       "--validation_protocol=full", "--best_metric=NDCG@10", "--progress=false"]
+      + list(extra_flags), "training %s on %s (seed %d)" % (model, dataset, seed))
+  eval_path = os.path.join(model_dir, "test_full.json")
+  eval_seconds = _run(
+      ["experiments.evaluate", "--model_dir=" + model_dir, "--protocol=full",
+       "--split=test", "--checkpoint=best", "--output=" + eval_path,
+       "--ks=" + ",".join(str(k) for k in KS)],
+      "evaluating %s on %s (seed %d)" % (model, dataset, seed))
+  with open(eval_path) as f:
+    metrics = json.load(f)
+  with open(os.path.join(model_dir, "validation.json")) as f:
+    validation = json.load(f)
+  with open(os.path.join(model_dir, "run.json")) as f:
+    run_info = json.load(f)
+  best = [r for r in validation if r.get("best")][-1]
+  return {
+      "dataset": dataset, "model": model, "seed": seed,
+      "metrics": {k: v for k, v in metrics.items()
+                  if k.split("@")[0] in ("HR", "NDCG", "coverage")
+                  and k.split("@")[-1].isdigit()},
+      "num_users": metrics["num_users"],
+      "epochs": run_info["trainer"]["epochs"], "best_epoch": best["epoch"],
+      "train_seconds": round(train_seconds, 1),
+      "eval_seconds": round(eval_seconds, 1),
+      "config": os.path.relpath(config, REPO), "extra_flags": list(extra_flags),
+      "params": run_info["params"], "trainer": run_info["trainer"],
+      "dataset_fingerprint": run_info["dataset_fingerprint"],
+      "commit": _commit(),
+  }
+
+
+def _commit():
+  proc = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                        capture_output=True, text=True, check=False)
+  return proc.stdout.strip() or None
+
+
+def write_json(path, record):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(record, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def load_records(results_dir):
+  """Every run record under `results_dir` (`<dataset>/<model>/seed<k>.json`)."""
+  records = []
+  for root, _, files in os.walk(results_dir):
+    for name in sorted(files):
+      if name.startswith("seed") and name.endswith(".json"):
+        with open(os.path.join(root, name)) as f:
+          records.append(json.load(f))
+  return records
+
+
+COLUMNS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "HR@50", "HR@200", "coverage@50")
+
+
+def render(records, published, command=""):
+  """The Markdown page: per dataset, models x metrics (mean ± std (seeds))."""
+  groups = comparison.group_records(records)
+  datasets = sorted({d for d, _ in groups})
+  lines = ["# Leaderboard: full ranking, leave-one-out", "",
+           "Generated by `experiments/leaderboard.py` from the run records in "
+           "`docs/results/leaderboard/` (do not edit by hand). Every item is "
+           "ranked; the user's earlier items are excluded, the test item kept. "
+           "Each cell is mean ± standard deviation over seeds (number of seeds "
+           "in brackets); the epoch of each run is the one with the best "
+           "validation NDCG@10.", ""]
+  if command:
+    lines += ["Command: `%s`" % command, ""]
+  for dataset in datasets:
+    lines += ["## %s" % dataset, "",
+              "| model | " + " | ".join(COLUMNS) + " | epochs (best / budget) | train time |",
+              "|---|" + "---|" * (len(COLUMNS) + 2)]
+    for (d, model), runs in sorted(groups.items()):
+      if d != dataset:
+        continue
+      cells = []
+      for column in COLUMNS:
+        values = [r["metrics"][column] for r in runs if column in r["metrics"]]
+        cells.append(comparison.format_summary(comparison.summarize(values),
+                                               digits=0 if column.startswith("coverage")
+                                               else 4) if values else "-")
+      best = comparison.summarize([r["best_epoch"] for r in runs])
+      minutes = comparison.summarize([r["train_seconds"] / 60.0 for r in runs])
+      lines.append("| %s | %s | %.1f / %d | %.1f min |" % (
+          model, " | ".join(cells), best["mean"], runs[0]["epochs"], minutes["mean"]))
+    for row in published.get(dataset, []):  # "_sources" is not a dataset
+      cells = ["*%.4f*" % row[c] if c in row else "" for c in COLUMNS]
+      lines.append("| *%s (published: %s)* | %s | | |" % (
+          row["model"], row["source"], " | ".join(cells)))
+    lines.append("")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  if not FLAGS.render_only:
+    datasets = _pairs(FLAGS.datasets, "datasets")
+    if not datasets or not FLAGS.models:
+      raise app.UsageError("--datasets and --models are required "
+                           "(or --render_only)")
+    for name, folder in datasets.items():
+      if not os.path.exists(os.path.join(folder, "manifest.json")):
+        raise app.UsageError("--datasets %s=%s: no processed dataset there "
+                             "(run experiments.preprocess)" % (name, folder))
+    configs = {}
+    for model in FLAGS.models:
+      configs[model] = os.path.join(FLAGS.configs, model + ".cfg")
+      if not os.path.exists(configs[model]):
+        raise app.UsageError("no flagfile %s for model %s" % (configs[model], model))
+    seeds = [int(s) for s in FLAGS.seeds]
+    todo = [(d, m, s) for s in seeds for d in datasets for m in FLAGS.models
+            if not os.path.exists(result_path(FLAGS.results_dir, d, m, s))]
+    print("%d runs to do (%d done)" % (
+        len(todo), len(seeds) * len(datasets) * len(FLAGS.models) - len(todo)),
+          file=sys.stderr)
+    failed = []
+    for number, (dataset, model, seed) in enumerate(todo, 1):
+      start = time.time()
+      try:
+        record = train_and_score(dataset, datasets[dataset], model, seed,
+                                 configs[model], FLAGS.work_dir, FLAGS.extra_flag)
+      except RuntimeError as e:  # one failed run does not stop the board
+        failed.append("%s %s seed %d" % (dataset, model, seed))
+        print("[%d/%d] FAILED: %s" % (number, len(todo), e), file=sys.stderr)
+        continue
+      write_json(result_path(FLAGS.results_dir, dataset, model, seed), record)
+      shown = " ".join("%s %.4f" % (k, record["metrics"][k])
+                       for k in ("HR@10", "NDCG@10", "HR@50") if k in record["metrics"])
+      print("[%d/%d] %s %s seed %d: %s (%.0f s)" % (
+          number, len(todo), dataset, model, seed, shown, time.time() - start),
+            file=sys.stderr)
+  published = {}
+  if FLAGS.published and os.path.exists(FLAGS.published):
+    with open(FLAGS.published) as f:
+      published = json.load(f)
+  page = render(load_records(FLAGS.results_dir), published,
+                command=" ".join(["python -m experiments.leaderboard"] + sys.argv[1:]))
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+  with open(FLAGS.output, "w") as f:
+    f.write(page)
+  print("wrote %s" % FLAGS.output, file=sys.stderr)
+  if not FLAGS.render_only and failed:
+    print("%d runs failed: %s" % (len(failed), "; ".join(failed)), file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

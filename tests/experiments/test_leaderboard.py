@@ -1,0 +1,56 @@
+"""`python -m experiments.leaderboard`: runs, resumes, and renders mean ± std."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.data.fixtures import write_tiny_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = ["--extra_flag=--epochs=2", "--extra_flag=--batch_size=4",
+        "--extra_flag=--max_len=6", "--extra_flag=--embedding_dim=8"]
+
+
+def _board(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, "-m", "experiments.leaderboard", *args],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stderr
+
+
+def test_leaderboard_runs_resumes_and_renders(tmp_path):
+  data_dir = write_tiny_dataset(str(tmp_path / "data"), num_users=16, num_items=12)
+  results, page = tmp_path / "results", tmp_path / "board.md"
+  published = tmp_path / "published.json"
+  published.write_text(json.dumps({"tiny": [
+      {"model": "SASRec", "source": "somewhere", "HR@10": 0.0605}]}))
+  args = ["--datasets=tiny=" + data_dir, "--models=two_tower", "--seeds=0,1",
+          "--work_dir=" + str(tmp_path / "runs"), "--results_dir=" + str(results),
+          "--output=" + str(page), "--published=" + str(published)] + TINY
+  log = _board(*args)
+  assert "2 runs to do (0 done)" in log
+  records = [json.loads((results / "tiny" / "two_tower" / ("seed%d.json" % s)).read_text())
+             for s in (0, 1)]
+  for seed, record in enumerate(records):
+    assert record["seed"] == seed and record["trainer"]["seed"] == seed
+    assert record["epochs"] == 2 and 1 <= record["best_epoch"] <= 2
+    assert record["num_users"] == 16
+    # 12 items: the cut-offs above the catalog (20, 50, 200) are not defined.
+    assert {"HR@10", "NDCG@10", "coverage@10"} <= set(record["metrics"])
+    assert "HR@20" not in record["metrics"]
+  text = page.read_text()
+  hr = np.array([r["metrics"]["HR@10"] for r in records])
+  cell = "%.4f ± %.4f (2)" % (hr.mean(), hr.std(ddof=1))
+  row = [line for line in text.splitlines() if line.startswith("| two_tower |")]
+  assert len(row) == 1 and cell in row[0], (cell, row)
+  assert "*SASRec (published: somewhere)*" in text and "*0.0605*" in text
+  # Finished runs are not run again; the page is rebuilt from the records.
+  assert "0 runs to do (2 done)" in _board(*args)
+  page.unlink()
+  _board("--render_only", "--results_dir=" + str(results), "--output=" + str(page),
+         "--published=" + str(published))
+  assert cell in page.read_text()
