@@ -30,6 +30,7 @@ import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.evaluation import debias
 from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import protocols
+from dcg_tf.towers.encode_catalog import encode_catalog
 from dcg_tf.training import checkpoint
 
 FLAGS = flags.FLAGS
@@ -75,7 +76,7 @@ def run(model_dir, data_dir=None, protocol="full", split="test",
   """Evaluates `model_dir`; returns the JSON-ready results dict."""
   info, model, data = _load(model_dir, data_dir, which)
   max_len = max_len or info.get("trainer", {}).get("max_len", 50)
-  items = evaluator.model_item_embeddings(model, data.num_items)
+  items = encode_catalog(model.item_tower, data.num_items)
   results = evaluator.evaluate(
       evaluator.model_user_tower_fn(model), items, data, split=split, protocol=protocol, ks=ks,
       exclude_train=not keep_train_items, max_len=max_len, batch_size=batch_size,
@@ -95,7 +96,7 @@ def run(model_dir, data_dir=None, protocol="full", split="test",
         raise ValueError("--compare %s=%s was trained on another dataset"
                          % (name, other_dir))
       models[name] = (evaluator.model_user_tower_fn(other),
-                      evaluator.model_item_embeddings(other, data.num_items))
+                      encode_catalog(other.item_tower, data.num_items))
     results["debias"] = debias.debias_report(models, data, k=10, max_len=max_len,
                                              png_path=debias_png)
   return results

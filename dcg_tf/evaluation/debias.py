@@ -18,8 +18,8 @@ Buckets: bucket 0 holds items of degree 0; bucket b >= 1 holds degrees in
 
 import numpy as np
 
-from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import metrics
+from dcg_tf.evaluation import topk
 from dcg_tf.evaluation.topk import TopKSearcher
 
 
@@ -135,7 +135,7 @@ def retrieve_for_training_users(user_tower_fn, item_embeddings, data, k=10,
               else TopKSearcher(item_embeddings))
   ranked, targets = [], []
   for batch in training_user_sequences(data, max_len, seed, batch_size):
-    vectors, mask = evaluator.as_queries(user_tower_fn(batch))
+    vectors, mask = topk.as_queries(user_tower_fn(batch))
     ranked.append(searcher.search(vectors, k, query_mask=mask)[1])
     targets.append(np.asarray(batch["target"]))
   return np.concatenate(ranked), np.concatenate(targets)

@@ -9,14 +9,16 @@ collapse or intention use in docs/results must come from it.
    Vetterli, 2007: exp of the entropy of the singular values normalised to sum
    to 1). A collapsed tower (every item on one direction) has cosine near 1 and
    effective rank near 1; k orthogonal directions of equal norm give rank k.
-2. For a `MultiCLRecUserTower` (CLRec paper, section 3.2):
-   - routing (Eq. 7): the intention h = argmax_h p_{h|y} of every item 1..N
-     (`MultiCLRecUserTower.item_intentions`, the routing that fills the
-     secondary queues), counted per intention;
-   - selection (Eq. 9): the intention h* that `MultiCLRecUserTower.encode`
-     selects for each user of an evaluation split in inference mode (the
+2. For a multi-interest user tower with the routing hooks of the contract
+   (`dcg_tf.towers.multi_interest`: `item_interests`, `interests(...)
+   ["selected"]`, `interest_slots`), e.g. Multi-CLRec (CLRec paper, section 3.2):
+   - routing (Eq. 7): the interest h = `item_interests(y)` of every item 1..N
+     (Multi-CLRec: argmax_h p_{h|y}, the routing that fills the secondary
+     queues), counted per interest;
+   - selection (Eq. 9): the interest h* = `interests(batch)["selected"]` of
+     each user of an evaluation split in inference mode (Multi-CLRec: the
      argmax of w, restricted to the occupied intentions with
-     `select_occupied_only`), counted per intention.
+     `select_occupied_only`), counted per interest.
 
 The array functions (`mean_pairwise_cosine`, `effective_rank`,
 `intention_histogram`, ...) are pure NumPy; the model-level helpers take a
@@ -32,9 +34,10 @@ import numpy as np
 import tensorflow as tf
 
 from dcg_tf.evaluation import evaluator
-from dcg_tf.towers.multi_clrec_user_tower import MultiCLRecUserTower
+from dcg_tf.towers import multi_interest
+from dcg_tf.towers.encode_catalog import DEFAULT_BATCH_SIZE
+from dcg_tf.towers.encode_catalog import encode_catalog
 
-_ITEM_BATCH = 8192
 # Rows with a smaller norm count as zero vectors (cosine 0 with everything),
 # as `tf.math.l2_normalize` does.
 _EPSILON = 1e-12
@@ -116,15 +119,6 @@ def sample_item_ids(num_items, num_samples, seed=0):
   return np.sort(rng.choice(num_items, size=size, replace=False) + 1).astype(np.int64)
 
 
-def item_embeddings_of(model, item_ids, batch_size=_ITEM_BATCH):
-  """float32 [S, D]: `model.item_tower(item_ids)` in inference mode, batched."""
-  item_ids = np.asarray(item_ids, np.int64)
-  parts = [np.asarray(model.item_tower(tf.constant(item_ids[lo:lo + batch_size]),
-                                       training=False), np.float32)
-           for lo in range(0, item_ids.size, batch_size)]
-  return np.concatenate(parts)
-
-
 def item_embedding_report(model, num_items, num_samples=2000, seed=0):
   """Collapse statistics of the item tower on `sample_item_ids(N, S, seed)`.
 
@@ -132,48 +126,59 @@ def item_embedding_report(model, num_items, num_samples=2000, seed=0):
   `mean_pairwise_cosine`, `mean_norm`, `effective_rank`.
   """
   ids = sample_item_ids(num_items, num_samples, seed)
-  x = item_embeddings_of(model, ids)
+  x = encode_catalog(model.item_tower, num_items, item_ids=ids)   # [S, D]
   return {"num_sampled": int(ids.size), "num_items": int(num_items),
           "seed": int(seed), "embedding_dim": int(x.shape[1]),
           "mean_pairwise_cosine": mean_pairwise_cosine(x),
           "mean_norm": mean_norm(x), "effective_rank": effective_rank(x)}
 
 
-def multi_clrec_tower(model):
-  """The model's `MultiCLRecUserTower`, or None when its user tower is another."""
+def interest_tower(model):
+  """The model's user tower if it routes items to interests, else None.
+
+  That is a multi-interest tower (`dcg_tf.towers.multi_interest`) with the
+  optional hooks `item_interests` and `interests` and the attribute
+  `interest_slots` (e.g. `MultiCLRecUserTower`).
+  """
   tower = getattr(model, "user_tower", None)
-  return tower if isinstance(tower, MultiCLRecUserTower) else None
+  hooks = ("item_interests", "interests", "interest_slots")
+  if multi_interest.is_multi_interest(tower) and all(hasattr(tower, h)
+                                                     for h in hooks):
+    return tower
+  return None
 
 
-def item_intentions(tower, num_items, batch_size=_ITEM_BATCH):
-  """int64 [N]: the Eq. 7 intention argmax_h p_{h|y} of items 1..N (row r = item r+1).
+def item_intentions(tower, num_items, batch_size=DEFAULT_BATCH_SIZE):
+  """int64 [N]: the interest `tower.item_interests` of items 1..N (row r = item r+1).
 
-  `tower.item_intentions` (the routing of the targets and of the secondary
-  queues in `MultiCLRecModel`); items of unknown category (0) have all-equal
-  logits and go to intention 0.
+  Multi-CLRec: the Eq. 7 intention argmax_h p_{h|y} (the routing of the
+  targets and of the secondary queues in `MultiCLRecModel`); items of unknown
+  category (0) have all-equal logits and go to intention 0.
   """
   parts = []
   for lo in range(1, num_items + 1, batch_size):
     ids = tf.range(lo, min(lo + batch_size, num_items + 1), dtype=tf.int64)
-    parts.append(np.asarray(tower.item_intentions(ids), np.int64))
+    parts.append(np.asarray(tower.item_interests(ids), np.int64))
   return np.concatenate(parts) if parts else np.zeros([0], np.int64)
 
 
 def selected_intentions(tower, batches, total=None, progress=False):
-  """int64 [U]: the Eq. 9 intention h* of each user of `batches`, in order.
+  """int64 [U]: the interest h* each user of `batches` selects, in order.
 
-  Runs `tower.encode(batch, training=False)["selected"]` (inside one
+  Runs `tower.interests(batch, training=False)["selected"]` (Multi-CLRec:
+  Eq. 9) (inside one
   `tf.function`) on each batch dict (`pipeline.eval_dataset` batches or any
   dict with `history`, `history_mask` and, with the time gap, the timestamps).
 
   Args:
-    tower: a `MultiCLRecUserTower`.
+    tower: a user tower with `interests` (`interest_tower`).
     batches: an iterable of batch dicts.
     total: number of users, for the progress bar.
     progress: a progress bar on stderr.
   """
-  select = tf.function(lambda batch: tower.encode(batch, training=False)["selected"],
-                       reduce_retracing=True)
+  select = tf.function(
+      lambda batch: tower.interests(batch, training=False)["selected"],
+      reduce_retracing=True)
   bar = evaluator._Progress("select intentions", total or 0,  # pylint: disable=protected-access
                             progress and bool(total))
   parts = []
@@ -210,7 +215,7 @@ def intention_report(tower, data, split="test", max_len=50, batch_size=512,
   """Routing of the catalog (Eq. 7) and selection over `split`'s users (Eq. 9).
 
   Args:
-    tower: a `MultiCLRecUserTower`.
+    tower: a user tower with the routing hooks (`interest_tower`).
     data: the `ProcessedDataset` the model was trained on.
     split: "test" or "valid": whose histories (`pipeline.eval_dataset`).
     max_len: history length fed to the tower (the training one).
@@ -218,7 +223,8 @@ def intention_report(tower, data, split="test", max_len=50, batch_size=512,
     max_users: only the first `max_users` users of the split (0 = all).
     progress: a progress bar on stderr.
 
-  Returns a dict: `num_intentions`, `select_occupied_only`,
+  Returns a dict: `num_intentions` (H = `interest_slots`),
+  `select_occupied_only` (the tower's attribute, None if it has none),
   `items_per_intention` [H], `occupied_intentions`, `largest_intention`,
   `largest_intention_share`, `selected_intention` [H] (users per h*),
   `num_users`, `most_selected_intention`, `most_selected_share`,
@@ -226,7 +232,7 @@ def intention_report(tower, data, split="test", max_len=50, batch_size=512,
   largest intention).
   """
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
-  h = tower.num_intentions
+  h = int(tower.interest_slots)
   items = intention_histogram(item_intentions(tower, data.num_items), h)
   routed = histogram_summary(items)
   total = count_eval_users(data, split)
@@ -240,7 +246,7 @@ def intention_report(tower, data, split="test", max_len=50, batch_size=512,
   chosen = histogram_summary(selected)
   return {
       "num_intentions": int(h),
-      "select_occupied_only": bool(tower.select_occupied_only),
+      "select_occupied_only": getattr(tower, "select_occupied_only", None),
       "items_per_intention": items,
       "occupied_intentions": routed["occupied"],
       "largest_intention": routed["largest"],
@@ -260,11 +266,12 @@ def diagnose(model, data, split="test", max_len=50, num_items_sample=2000, seed=
   """Every diagnostic that applies to `model`.
 
   Returns a dict with `item_embeddings` (`item_embedding_report`) and, for a
-  Multi-CLRec user tower, `intentions` (`intention_report`).
+  user tower that routes items to interests (`interest_tower`, e.g.
+  Multi-CLRec), `intentions` (`intention_report`).
   """
   report = {"item_embeddings": item_embedding_report(
       model, data.num_items, num_items_sample, seed)}
-  tower = multi_clrec_tower(model)
+  tower = interest_tower(model)
   if tower is not None:
     report["intentions"] = intention_report(tower, data, split, max_len, batch_size,
                                             max_users, progress)
@@ -299,5 +306,6 @@ def to_text(report):
            100 * r["most_selected_share"], largest, r["selected_intention"][largest],
            100 * r["selected_largest_intention_share"])]
   else:
-    lines.append("(no Multi-CLRec user tower: no intention diagnostics)")
+    lines.append("(the user tower does not route items to interests: no "
+                 "intention diagnostics)")
   return "\n".join(lines) + "\n"

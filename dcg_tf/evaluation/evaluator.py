@@ -25,11 +25,13 @@ import tensorflow as tf
 from dcg_tf.data import records
 from dcg_tf.evaluation import metrics
 from dcg_tf.evaluation import protocols
+from dcg_tf.evaluation import topk
 from dcg_tf.evaluation.topk import TopKSearcher
+from dcg_tf.towers import multi_interest
+from dcg_tf.towers.encode_catalog import encode_catalog
 
 DEFAULT_KS = metrics.DEFAULT_KS
 _CHUNK_USERS = 2048
-_ITEM_BATCH = 8192
 
 
 class _Progress:
@@ -56,15 +58,6 @@ class _Progress:
       sys.stderr.flush()
 
 
-def model_item_embeddings(model, num_items, batch_size=_ITEM_BATCH):
-  """float32 [N, D]: `model.item_tower(1..N)` in batches (row r = item r + 1)."""
-  parts = []
-  for lo in range(1, num_items + 1, batch_size):
-    ids = tf.range(lo, min(lo + batch_size, num_items + 1), dtype=tf.int64)
-    parts.append(np.asarray(model.item_tower(ids, training=False), np.float32))
-  return np.concatenate(parts)
-
-
 def model_user_tower_fn(model):
   """`model.user_tower` in inference mode as `evaluate`'s `user_tower_fn`.
 
@@ -75,35 +68,16 @@ def model_user_tower_fn(model):
                       reduce_retracing=True)
 
   def fn(batch):
-    output = tower(batch)
-    if isinstance(output, (tuple, list)):
-      return tuple(np.asarray(x) for x in output)
-    return np.asarray(output)
+    vectors, mask = multi_interest.split_output(model.user_tower, tower(batch))
+    return np.asarray(vectors) if mask is None else (np.asarray(vectors),
+                                                     np.asarray(mask))
   return fn
 
 
 def evaluate_model(model, data, **kwargs):
   """`evaluate` for a `RetrievalModel`: its user tower against its item tower."""
-  return evaluate(model_user_tower_fn(model), model_item_embeddings(model, data.num_items),
-                  data, **kwargs)
-
-
-def as_queries(output):
-  """A user tower's output as (vectors [B, D] or [B, K, D], mask [B, K] or None)."""
-  if isinstance(output, (tuple, list)):
-    if len(output) != 2:
-      raise ValueError("user_tower_fn must return [B, D] or ([B, K, D], [B, K]), got "
-                       "a %d-tuple" % len(output))
-    vectors, mask = (np.asarray(x) for x in output)
-    if vectors.ndim != 3 or mask.shape != vectors.shape[:2]:
-      raise ValueError("multi-interest user_tower_fn output must be ([B, K, D], "
-                       "[B, K]), got shapes %s and %s" % (vectors.shape, mask.shape))
-    return vectors.astype(np.float32), mask.astype(bool)
-  vectors = np.asarray(output)
-  if vectors.ndim != 2:
-    raise ValueError("user_tower_fn must return [B, D] or ([B, K, D], [B, K]), got "
-                     "shape %s" % (vectors.shape,))
-  return vectors.astype(np.float32), None
+  return evaluate(model_user_tower_fn(model),
+                  encode_catalog(model.item_tower, data.num_items), data, **kwargs)
 
 
 def read_eval_users(data, split):
@@ -138,7 +112,7 @@ def encode_users(user_tower_fn, data, split, users, max_len, batch_size, progres
   bar = _Progress("encode %s" % split, len(users), progress)
   for batch in pipeline.eval_dataset(data, split, batch_size=batch_size,
                                      max_len=max_len):
-    v, m = as_queries(user_tower_fn(batch))
+    v, m = topk.as_queries(user_tower_fn(batch))
     vectors.append(v)
     masks.append(m)
     rows.append([row_of[int(u)] for u in np.asarray(batch["user"])])

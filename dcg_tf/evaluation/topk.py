@@ -10,9 +10,11 @@ e.g. CLRec Eq. 3) return L2-normalised embeddings, so the inner product of a
 query and an item is their cosine similarity and the same inner-product index
 serves both kinds of models.
 
-Multi-interest users (Multi-CLRec section 3.2, ComiRec) query with K vectors;
-an item's score is the max over the user's valid interest vectors. Searching
-each vector for its top (k + |excluded|) and merging is exact: if an item is in
+Multi-interest users (Multi-CLRec section 3.2, ComiRec; the contract of
+`dcg_tf.towers.multi_interest`) query with K vectors and a mask; an item's
+score is the max over the user's ACTIVE vectors, and only those are searched.
+A single vector is the case K = 1 of the same code. Searching each vector for
+its top (k + |excluded|) and merging is exact: if an item is in
 the merged top-k with its max reached at interest j, every item above it in
 interest j's list also scores at least as high after the merge, so at most
 (k - 1) + |excluded| items precede it there.
@@ -22,6 +24,47 @@ import faiss
 import numpy as np
 
 _NEG_INF = np.float32(-np.inf)
+
+
+def as_queries(output):
+  """A user tower's output as `(vectors, mask)`, the queries of `TopKSearcher`.
+
+  The one reading of both output forms of the multi-interest contract
+  (`dcg_tf.towers.multi_interest`), for evaluation and `dcg_tf.Retriever`.
+
+  Args:
+    output: [B, D]; or `(vectors [B, K, D], mask [B, K])`; or a serving
+      signature's dict, `{"embedding": [B, D]}` or `{"embeddings": [B, K, D],
+      "mask": [B, K]}` (`dcg_tf.serving.export`).
+
+  Returns:
+    (vectors float32 [B, D] and None) or (vectors float32 [B, K, D], mask bool
+    [B, K]).
+  """
+  if isinstance(output, dict):
+    output = (output["embedding"] if "embedding" in output
+              else (output["embeddings"], output["mask"]))
+  if isinstance(output, (tuple, list)):
+    if len(output) != 2:
+      raise ValueError("a user tower returns [B, D] or ([B, K, D], [B, K]), got a "
+                       "%d-tuple" % len(output))
+    vectors, mask = (np.asarray(x) for x in output)
+    if vectors.ndim != 3 or mask.shape != vectors.shape[:2]:
+      raise ValueError("a multi-interest user tower returns ([B, K, D], [B, K]), "
+                       "got shapes %s and %s" % (vectors.shape, mask.shape))
+    return vectors.astype(np.float32), mask.astype(bool)
+  vectors = np.asarray(output)
+  if vectors.ndim != 2:
+    raise ValueError("a user tower returns [B, D] or ([B, K, D], [B, K]), got "
+                     "shape %s" % (vectors.shape,))
+  return vectors.astype(np.float32), None
+
+
+def _best_first(scores, items):
+  """Rows of (scores, items) [Q, C] sorted by descending score, ties stable."""
+  order = np.argsort(-scores, axis=1, kind="stable")
+  return (np.take_along_axis(scores, order, axis=1),
+          np.take_along_axis(items, order, axis=1))
 
 
 class TopKSearcher:
@@ -36,8 +79,9 @@ class TopKSearcher:
   Args:
     item_embeddings: float32 [N, D]; row r is item r + item_offset.
     index: optional Faiss index already holding the same N rows in the same
-      order (labels are row numbers), e.g. IVF or HNSW built by serving. Default:
-      an exact `faiss.IndexFlatIP` built here.
+      order (labels are row numbers) and scoring by inner product (higher is
+      better), e.g. IVF or HNSW built by serving. Default: an exact
+      `faiss.IndexFlatIP` built here.
     item_offset: item index of row 0 (default 1).
 
   Example:
@@ -81,19 +125,27 @@ class TopKSearcher:
   def search(self, queries, k, exclude=None, query_mask=None):
     """Top-k items per query, best first.
 
+    A multi-interest query searches the index once per ACTIVE vector (mask
+    True) and merges the hits by maximum score, each item once (ComiRec's
+    protocol); inactive vectors are never searched. A [Q, D] query is the
+    case K = 1 of the same path.
+
     Args:
       queries: float32 [Q, D], or multi-interest [Q, K, D].
       k: number of items to return per query.
       exclude: optional sequence of Q arrays of item indices to drop (e.g. each
         user's training items); exact, not approximate: the search over-fetches
         and retries the queries that lost too many hits to exclusion.
-      query_mask: bool [Q, K] for multi-interest queries (True = valid vector;
-        default all valid). Every query needs at least one valid vector.
+      query_mask: bool [Q, K] for multi-interest queries (True = active
+        vector; default all active). Every query needs an active vector.
 
     Returns:
       (scores float32 [Q, k], items int64 [Q, k]).
     """
     queries, query_mask = self._check_queries(queries, query_mask)
+    if queries.ndim == 2:
+      queries = queries[:, None, :]                                    # [Q, 1, D]
+      query_mask = np.ones(queries.shape[:2], dtype=bool)              # [Q, 1]
     num_queries = queries.shape[0]
     k = int(k)
     if k < 1:
@@ -101,9 +153,6 @@ class TopKSearcher:
     if exclude is not None and len(exclude) != num_queries:
       raise ValueError("TopKSearcher.search: exclude has %d entries for %d queries"
                        % (len(exclude), num_queries))
-    if exclude is None and queries.ndim == 2:
-      # Fast path (serving): one Faiss call, no filtering beyond -1 labels.
-      return self._finalize(*self._faiss_search(queries, min(k, self.num_items)), k)
     if exclude is None:
       exclude = [()] * num_queries
     exclude = [np.asarray(e, dtype=np.int64).reshape(-1) for e in exclude]
@@ -115,48 +164,52 @@ class TopKSearcher:
     # query with at most that many exclusions, the rest are retried below.
     margin = int(np.percentile(num_excluded, 90)) if num_queries else 0
     fetch = min(self.num_items, k + margin)
-    scores, items = self._search_filtered(queries, query_mask, fetch, excl_keys,
-                                          np.arange(num_queries))
+    scores, items = self._search_merged(queries, query_mask, fetch, excl_keys,
+                                        np.arange(num_queries))
     retry = np.nonzero((num_excluded > margin) & (fetch < self.num_items))[0]
     if retry.size:
       fetch_retry = min(self.num_items, k + int(num_excluded[retry].max()))
-      retry_mask = None if query_mask is None else query_mask[retry]
-      scores_r, items_r = self._search_filtered(queries[retry], retry_mask,
-                                                fetch_retry, excl_keys, retry)
+      scores_r, items_r = self._search_merged(queries[retry], query_mask[retry],
+                                              fetch_retry, excl_keys, retry)
       scores[retry, :k] = scores_r[:, :k]
       items[retry, :k] = items_r[:, :k]
     return self._finalize(scores, items, k)
 
-  def _search_filtered(self, queries, query_mask, fetch, excl_keys, query_ids):
-    """Fetches `fetch` per vector, drops excluded, merges interests by max."""
-    if queries.ndim == 3:
-      num_q, num_k, dim = queries.shape
-      scores, items = self._faiss_search(queries.reshape(num_q * num_k, dim), fetch)
-      scores = scores.reshape(num_q, num_k * fetch)                    # [Q, K*F]
-      items = items.reshape(num_q, num_k * fetch)                      # [Q, K*F]
-      valid = np.repeat(query_mask, fetch, axis=1)                     # [Q, K*F]
-      scores = np.where(valid, scores, _NEG_INF)
-    else:
-      scores, items = self._faiss_search(queries, fetch)               # [Q, F]
+  def _search_merged(self, queries, query_mask, fetch, excl_keys, query_ids):
+    """Fetches `fetch` per active vector, drops excluded, merges by max.
+
+    Args:
+      queries: float32 [Q, K, D]; query_mask: bool [Q, K].
+      fetch: hits per vector; excl_keys: `_pair_keys` of the excluded pairs;
+      query_ids: int [Q], the query numbers `excl_keys` refer to.
+
+    Returns:
+      (scores [Q, K * fetch], items [Q, K * fetch]) best first, each item at
+      most once (with its best score); the rest is (item 0, -inf).
+    """
+    num_q, num_k, _ = queries.shape
+    rows_q, rows_k = np.nonzero(query_mask)                            # [A] each
+    scores = np.full((num_q, num_k, fetch), _NEG_INF, np.float32)      # [Q, K, F]
+    items = np.zeros((num_q, num_k, fetch), np.int64)                  # [Q, K, F]
+    if rows_q.size:
+      scores[rows_q, rows_k], items[rows_q, rows_k] = self._faiss_search(
+          queries[rows_q, rows_k], fetch)                              # [A, F]
+    scores = scores.reshape(num_q, num_k * fetch)                      # [Q, K*F]
+    items = items.reshape(num_q, num_k * fetch)                        # [Q, K*F]
     if excl_keys.size:
       keys = self._pair_keys(np.repeat(query_ids, items.shape[1]), items.reshape(-1))
       dropped = np.isin(keys, excl_keys).reshape(items.shape)
       scores = np.where(dropped, _NEG_INF, scores)
-    # Best first; duplicates (the same item from several interests) keep the max.
-    order = np.argsort(-scores, axis=1, kind="stable")
-    scores = np.take_along_axis(scores, order, axis=1)
-    items = np.take_along_axis(items, order, axis=1)
-    if queries.ndim == 3:
-      by_item = np.argsort(items, axis=1, kind="stable")              # keeps max first
+    scores, items = _best_first(scores, items)
+    if num_k > 1:
+      # The same item from several interests: keep its first (best) copy.
+      by_item = np.argsort(items, axis=1, kind="stable")               # [Q, K*F]
       sorted_items = np.take_along_axis(items, by_item, axis=1)
       dup = np.zeros(items.shape, dtype=bool)
       dup[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
       dup_in_place = np.zeros_like(dup)
       np.put_along_axis(dup_in_place, by_item, dup, axis=1)
-      scores = np.where(dup_in_place, _NEG_INF, scores)
-      order = np.argsort(-scores, axis=1, kind="stable")
-      scores = np.take_along_axis(scores, order, axis=1)
-      items = np.take_along_axis(items, order, axis=1)
+      scores, items = _best_first(np.where(dup_in_place, _NEG_INF, scores), items)
     items = np.where(np.isneginf(scores), 0, items)
     return scores, items
 

@@ -5,13 +5,14 @@ import tensorflow as tf
 from dcg_tf.training_state.multi_queue import MultiQueue
 from dcg_tf.losses import multi_clrec as losses
 from dcg_tf.models.base import RetrievalModel
+from dcg_tf.towers import multi_interest
 
 
 class MultiCLRecModel(RetrievalModel):
   """Multi-queue contrastive learning with intention routing.
 
   Each training step (`compute_loss(batch, training=True)`):
-    1. encodes the user (`user_tower.encode`: z_h, tilde w, p_{h|t}) and the
+    1. encodes the user (`user_tower.interests`: z_h, tilde w, p_{h|t}) and the
        target g(y_T) with the item tower;
     2. h+ = argmax_h p_{h|T} from the target's category (Eq. 10);
     3. updates the 1 + H queues BEFORE the loss (rules after Eq. 13): the
@@ -40,8 +41,9 @@ class MultiCLRecModel(RetrievalModel):
   cosine 0.9993 against 0.58 (`experiments.diagnose`, docs/results/clrec.md).
 
   Args:
-    user_tower: a MultiCLRecUserTower (needs `encode` and
-      `item_routing_logits`).
+    user_tower: a MultiCLRecUserTower (needs the multi-interest training
+      hooks `interests` and `item_interests`, dcg_tf.towers.multi_interest,
+      and `item_routing_logits`).
     item_tower: item ids int64 [B] -> g(y) [B, D].
     category_feature: name of the item feature routed by the prototypes
       (documentation of the data contract; the tower holds the column).
@@ -105,7 +107,7 @@ class MultiCLRecModel(RetrievalModel):
     return (main_ids, main_values, main_valid), (sec_ids, sec_values, sec_valid)
 
   def compute_loss(self, inputs, training=False):  # pylint: disable=arguments-differ
-    user = self.user_tower.encode(inputs, training=training)
+    user = self.user_tower.interests(inputs, training=training)
     target = tf.cast(inputs["target"], tf.int64)                  # [B]
     positive = self.item_tower(target, training=training)         # [B, D]
     target_logits = self.user_tower.item_routing_logits(target)   # [B, H]
@@ -115,16 +117,17 @@ class MultiCLRecModel(RetrievalModel):
       update = self.queues.update(
           target, positive if self.queue == "cached" else None,
           intention_fn=lambda ids: tf.stop_gradient(
-              self.user_tower.item_intentions(ids)))
+              self.user_tower.item_interests(ids)))
       slots = update["slots"]
     main, secondary = self._negatives(h_plus, positive, slots, training)
     cl = losses.multi_queue_contrastive(
-        user["intentions"], positive, user["straight_through"],
+        user["vectors"], positive,
+        multi_interest.target_selection(self.user_tower, user, positive),
         main[1], main[2], secondary[1], secondary[2],
         temperature=self.temperature, positive_ids=target, main_ids=main[0],
         secondary_ids=secondary[0])                               # [B]
     aux1 = losses.intention_polarization_loss(target_logits)      # [B]
-    aux2 = losses.intention_target_loss(user["intentions"], positive, h_plus,
+    aux2 = losses.intention_target_loss(user["vectors"], positive, h_plus,
                                         self.temperature)         # [B]
     # pi_h over the items of the batch: valid history items and targets.
     routing = tf.concat([

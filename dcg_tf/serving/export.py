@@ -36,13 +36,15 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dcg_tf.towers import multi_interest
+from dcg_tf.towers.encode_catalog import encode_catalog
+
 EXPORT_FILE = "export.json"
 EMBEDDINGS_FILE = "item_embeddings.npy"
 ITEM_IDS_FILE = "item_ids.txt"
 USER_TOWER_DIR = "user_tower"
 ITEM_TOWER_DIR = "item_tower"
 _FORMAT_VERSION = 1
-_CHUNK = 4096
 
 
 def vocabulary_table(vocab, name):
@@ -104,7 +106,8 @@ class UserTowerServing(tf.Module):
   """Raw ids -> user embedding(s); the module saved as `user_tower/`.
 
   Args:
-    tower: the user tower (batch dict -> [B, D] or `([B, K, D], [B, K])`).
+    tower: the user tower (batch dict -> [B, D], or `([B, K, D], [B, K])`
+      for a tower with `is_multi_interest`, `dcg_tf.towers.multi_interest`).
     item_vocab: raw item ids, index = position + 1.
     user_vocab: raw user ids, index = position + 1.
     max_len: history length the tower was trained with.
@@ -112,7 +115,8 @@ class UserTowerServing(tf.Module):
 
   def __init__(self, tower, item_vocab, user_vocab, max_len, name=None):
     super().__init__(name=name)
-    self._tower = _untracked_call(tower)
+    call = _untracked_call(tower)
+    self._tower = lambda batch: multi_interest.split_output(tower, call(batch))
     self.item_table = vocabulary_table(item_vocab, "item")
     self.user_table = vocabulary_table(user_vocab, "user")
     self.max_len = int(max_len)
@@ -139,12 +143,11 @@ class UserTowerServing(tf.Module):
         "target_timestamp": query_timestamp,
         "user": self.user_table.lookup(user_id),               # [B]
     }
-    outputs = self._tower(batch)
-    if isinstance(outputs, (tuple, list)):
-      vectors, mask = outputs                                  # [B, K, D], [B, K]
-      return {"embeddings": tf.cast(vectors, tf.float32),
-              "mask": tf.cast(mask, tf.bool)}
-    return {"embedding": tf.cast(outputs, tf.float32)}         # [B, D]
+    vectors, mask = self._tower(batch)                         # [B, (K,) D]
+    if mask is not None:                                       # multi-interest
+      return {"embeddings": tf.cast(vectors, tf.float32),      # [B, K, D]
+              "mask": tf.cast(mask, tf.bool)}                  # [B, K]
+    return {"embedding": tf.cast(vectors, tf.float32)}         # [B, D]
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name="history")])
@@ -186,16 +189,6 @@ class ItemTowerServing(tf.Module):
     embedding = tf.cast(self._tower(ids), tf.float32)         # [B, D]
     embedding = tf.where(known[:, None], embedding, tf.zeros_like(embedding))
     return {"embedding": embedding, "known": known}
-
-
-def item_embedding_matrix(item_tower, num_items):
-  """Runs the item tower on items 1..N; float32 [N, D], row r = item r + 1."""
-  embed = tf.function(lambda ids: item_tower(ids, training=False))
-  chunks = []
-  for start in range(1, num_items + 1, _CHUNK):
-    ids = tf.range(start, min(start + _CHUNK, num_items + 1), dtype=tf.int64)
-    chunks.append(embed(ids).numpy().astype(np.float32))       # [chunk, D]
-  return np.concatenate(chunks, axis=0)
 
 
 def export_fingerprint(embeddings_path, dims, extra=None):
@@ -242,7 +235,7 @@ def export_towers(user_tower, item_tower, data, export_dir, max_len,
 
   user_module = UserTowerServing(user_tower, item_vocab, user_vocab, max_len)
   item_module = ItemTowerServing(item_tower, item_vocab)
-  embeddings = item_embedding_matrix(item_tower, len(item_vocab))  # [N, D]
+  embeddings = encode_catalog(item_tower, len(item_vocab))  # [N, D]
   dim = item_module.embedding_dim
   if user_module.embedding_dim != dim:
     raise ValueError("the user tower returns dimension %d, the item tower %d"

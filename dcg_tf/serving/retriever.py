@@ -11,6 +11,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dcg_tf.evaluation import topk
 from dcg_tf.evaluation.topk import TopKSearcher
 from dcg_tf.serving import export as export_lib
 from dcg_tf.serving import index as index_lib
@@ -109,12 +110,16 @@ class Retriever:
     width = max([1] + [len(h) for h in histories])
     padded = [h + [""] * (width - len(h)) for h in histories]   # [Q, L] '' = pad
     outputs = self._serve(history=tf.constant(padded, tf.string, shape=[len(padded), width]))
-    if self.multi_interest:
-      return outputs["embeddings"].numpy(), outputs["mask"].numpy()
-    return outputs["embedding"].numpy()
+    vectors, mask = topk.as_queries({key: value.numpy()
+                                     for key, value in outputs.items()})
+    return vectors if mask is None else (vectors, mask)
 
   def search_embeddings(self, queries, k, exclude=None, query_mask=None):
-    """Top-k item indices for query embeddings: `TopKSearcher.search`."""
+    """Top-k item indices for query embeddings: `TopKSearcher.search`.
+
+    Multi-interest queries [Q, K, D] with `query_mask` [Q, K] search each
+    active vector and merge by maximum score (the evaluation's path).
+    """
     queries = np.asarray(queries, dtype=np.float32)
     if self.metric == "cosine":
       shape = queries.shape
@@ -130,16 +135,8 @@ class Retriever:
     if exclude_history:
       exclude = [np.array([self.item_row[i] + 1 for i in h if i in self.item_row],
                           dtype=np.int64) for h in histories]
-    outputs = self.user_embeddings(histories)
-    if self.multi_interest:
-      vectors, mask = outputs                                   # [Q, K, D], [Q, K]
-      # A history with no known item may leave no valid interest; query with
-      # the first vector then (what the tower returns for an empty history).
-      mask = mask.copy()
-      mask[~mask.any(axis=1), 0] = True
-      scores, items = self.search_embeddings(vectors, k, exclude, mask)
-    else:
-      scores, items = self.search_embeddings(outputs, k, exclude)
+    vectors, mask = topk.as_queries(self.user_embeddings(histories))
+    scores, items = self.search_embeddings(vectors, k, exclude, mask)
     return [[(self.item_ids[item - 1], float(score))
              for score, item in zip(row_scores, row_items) if item > 0]
             for row_scores, row_items in zip(scores, items)]

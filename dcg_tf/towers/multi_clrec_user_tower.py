@@ -21,10 +21,13 @@ class MultiCLRecUserTower(keras.layers.Layer):
     p_{h|t}       IntentionRouting of the category embedding c_t (Eq. 7),
     z_h           IntentionAggregation (Eq. 8),
     w, tilde w    StraightThroughSelection (Eq. 9).
-  At serving time (`call`) it returns the K = `num_serving_interests` intention
-  vectors with the largest w_h, l2-normalised, as `(vectors [B, K, D],
-  mask [B, K])` (design.md multi-interest contract); mask is False where the
-  user has fewer than K candidate intentions.
+  It implements the multi-interest contract (`dcg_tf.towers.multi_interest`,
+  docs/design.md): at serving time (`call`) it returns the K =
+  `num_serving_interests` (`max_interests`) intention vectors with the
+  largest w_h, l2-normalised, as `(vectors [B, K, D], mask [B, K])`; mask is
+  False where the user has fewer than K candidate intentions. `interests`
+  gives all H = `interest_slots` intentions and Eq. 9's selection for
+  training, `item_interests` the Eq. 7 routing of items.
 
   Candidate intentions (`select_occupied_only`, default True): h* of Eq. 9 is
   chosen among the intentions that hold at least one valid history click
@@ -36,8 +39,9 @@ class MultiCLRecUserTower(keras.layers.Layer):
   selection free to pick it settles, for every user, on one such popularity
   vector (S3-Rec Beauty: all users on one empty intention, 53-108 distinct
   items served). Restricting the argmax to occupied intentions is our reading
-  of that sentence; False gives the unrestricted argmax over all H. `encode` returns the
-  intermediate tensors the training losses need (Eq. 10-13).
+  of that sentence; False gives the unrestricted argmax over all H.
+  `interests` returns the intermediate tensors the training losses need
+  (Eq. 10-13).
 
   The category of an item comes from `item_categories` (catalog column,
   int [N+1], 0 = unknown), held as a non-trainable weight so that raw id ->
@@ -75,6 +79,9 @@ class MultiCLRecUserTower(keras.layers.Layer):
     >>> tower = MultiCLRecUserTower(item_embedding, categories, 40, 64)
     >>> vectors, mask = tower({"history": h, "history_mask": m, ...})  # [B, 1, 64]
   """
+
+  # The multi-interest contract (dcg_tf.towers.multi_interest).
+  is_multi_interest = True
 
   def __init__(self, item_embedding, item_categories, num_categories,
                output_dim, category_dim=None, num_intentions=16,
@@ -142,6 +149,16 @@ class MultiCLRecUserTower(keras.layers.Layer):
         self.output_dim, self.selection_hidden_units,
         temperature=self.temperature, name="selection")
 
+  @property
+  def max_interests(self):
+    """K: the interest slots `call` returns (`num_serving_interests`)."""
+    return self.num_serving_interests
+
+  @property
+  def interest_slots(self):
+    """H: the intentions `interests` returns (`num_intentions`)."""
+    return self.num_intentions
+
   def category_embeddings(self, item_ids):
     """c of each item: float [..., category_dim]."""
     categories = tf.gather(self.item_categories,
@@ -152,18 +169,19 @@ class MultiCLRecUserTower(keras.layers.Layer):
     """p'_{h|y} (Eq. 7) of items from their categories: float [..., H]."""
     return self.routing.logits(self.category_embeddings(item_ids))
 
-  def item_intentions(self, item_ids):
+  def item_interests(self, item_ids):
     """h = argmax_h p_{h|y} with the current prototypes: int64 [...]."""
     return tf.argmax(self.item_routing_logits(item_ids), axis=-1)
 
-  def encode(self, batch, training=False):
+  def interests(self, batch, training=False):
     """Runs Eq. 5-9 on a batch dict; returns the tensors the losses need.
 
-    Returns a dict: "intentions" z [B, H, D], "weights" w [B, H],
-    "straight_through" tilde w [B, H], "selected" h* [B], "importance" p_t
-    [B, L], "routing" p_{h|t} [B, L, H], "history_mask" [B, L],
-    "candidates" bool [B, H] (the intentions h* may be; all True when
-    `select_occupied_only` is False).
+    Returns a dict (the contract's keys first): "vectors" z [B, H, D],
+    "mask" bool [B, H] (the candidate intentions h* may be; all True when
+    `select_occupied_only` is False), "selection" tilde w [B, H] (Eq. 9
+    straight-through one-hot), "selected" h* [B], "weights" w [B, H],
+    "importance" p_t [B, L], "routing" p_{h|t} [B, L, H], "history_mask"
+    [B, L].
     """
     history = tf.cast(batch["history"], tf.int64)                 # [B, L]
     mask = tf.cast(batch["history_mask"], tf.bool)                # [B, L]
@@ -187,8 +205,10 @@ class MultiCLRecUserTower(keras.layers.Layer):
     candidates = self.occupied_intentions(routing, mask)          # [B, H]
     selection = self.selection(pooled, intentions, candidates=candidates,
                                training=training)
-    return dict(selection, intentions=intentions, importance=importance,
-                routing=routing, history_mask=mask, candidates=candidates)
+    return {"vectors": intentions, "mask": candidates,
+            "selection": selection["straight_through"],
+            "selected": selection["selected"], "weights": selection["weights"],
+            "importance": importance, "routing": routing, "history_mask": mask}
 
   def occupied_intentions(self, routing, mask):
     """Candidate intentions of Eq. 9: bool [B, H].
@@ -206,13 +226,13 @@ class MultiCLRecUserTower(keras.layers.Layer):
     return occupied | ~tf.reduce_any(occupied, axis=-1, keepdims=True)
 
   def call(self, batch, training=False):
-    outputs = self.encode(batch, training=training)
+    outputs = self.interests(batch, training=training)
     _, top = tf.math.top_k(outputs["weights"],
                            k=self.num_serving_interests)          # [B, K]
-    vectors = tf.gather(outputs["intentions"], top, batch_dims=1)  # [B, K, D]
+    vectors = tf.gather(outputs["vectors"], top, batch_dims=1)    # [B, K, D]
     vectors = tf.math.l2_normalize(vectors, axis=-1)
     # The weights are 0 outside the candidates: mask those slots out.
-    mask = tf.gather(outputs["candidates"], top, batch_dims=1)    # [B, K]
+    mask = tf.gather(outputs["mask"], top, batch_dims=1)          # [B, K]
     return vectors, mask
 
   def get_config(self):

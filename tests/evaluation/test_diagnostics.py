@@ -106,7 +106,7 @@ def test_item_and_selected_intentions_match_numpy():
                 history_mask=tf.reverse(first["history_mask"], [0]),
                 history_timestamp=tf.reverse(first["history_timestamp"], [0]))
   expected = np.concatenate([
-      tower_test._numpy_encode(tower, b)["weights"].argmax(-1)  # pylint: disable=protected-access
+      tower_test._numpy_interests(tower, b)["weights"].argmax(-1)  # pylint: disable=protected-access
       for b in (first, second)])
   got = diagnostics.selected_intentions(tower, [first, second])
   np.testing.assert_array_equal(got, expected)
@@ -120,7 +120,7 @@ def test_intention_report_on_a_dataset_with_max_users(tmp_path):
       "num_intentions": 3, "main_queue_size": 4, "secondary_queue_size": 4,
       "embedding_dim": 8, "importance_hidden_units": [4]})
   model = registry.build_model("multi_clrec", params, data)
-  tower = diagnostics.multi_clrec_tower(model)
+  tower = diagnostics.interest_tower(model)
   assert tower is not None
   batches = list(pipeline.eval_dataset(data, "test", batch_size=30, max_len=6))
   tower(batches[0])                            # builds the weights
@@ -132,7 +132,7 @@ def test_intention_report_on_a_dataset_with_max_users(tmp_path):
   assert full["items_per_intention"] == routed.tolist()
   assert full["occupied_intentions"] == int(np.count_nonzero(routed))
   assert full["largest_intention_share"] == pytest.approx(routed.max() / 20)
-  selected = np.concatenate([np.argmax(np.asarray(tower.encode(b)["weights"]), -1)
+  selected = np.concatenate([np.argmax(np.asarray(tower.interests(b)["weights"]), -1)
                              for b in batches])
   assert full["selected_intention"] == np.bincount(selected, minlength=3).tolist()
   # --max_users: the first users in file order, cut inside a batch.

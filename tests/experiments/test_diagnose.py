@@ -69,7 +69,7 @@ def test_diagnose_binary_multi_clrec_matches_restored_model(tmp_path):
 
   # Selection (Eq. 9) of every test user: argmax of the soft weights w.
   selected = np.concatenate([
-      np.asarray(model.user_tower.encode(batch)["weights"]).argmax(-1)
+      np.asarray(model.user_tower.interests(batch)["weights"]).argmax(-1)
       for batch in pipeline.eval_dataset(data, "test", batch_size=64, max_len=10)])
   assert intentions["num_users"] == U and sum(intentions["selected_intention"]) == U
   assert intentions["selected_intention"] == np.bincount(selected, minlength=H).tolist()

@@ -55,15 +55,15 @@ def _queue_state(model):
 def test_enqueue_before_loss_matches_numpy_eq13():
   model = _model()
   batch = _batch(1)
-  user = model.user_tower.encode(batch)
+  user = model.user_tower.interests(batch)
   out = model.compute_loss(batch, training=True)
   ids, _, valid = model.queues.main_contents()
   # Rule (1): the targets are in Q_0 when the loss is computed, so with empty
   # queues the negatives of each example are the other examples' targets.
   np.testing.assert_array_equal(ids.numpy()[valid.numpy()], batch["target"].numpy())
-  z = tf.math.l2_normalize(user["intentions"], -1).numpy()      # [B, H, D]
+  z = tf.math.l2_normalize(user["vectors"], -1).numpy()      # [B, H, D]
   pos = model.item_tower(batch["target"]).numpy()               # [B, D], unit
-  sel = user["straight_through"].numpy()
+  sel = user["selection"].numpy()
   expected = []
   for b in range(B):
     s = z[b] @ pos.T / 0.07                                     # [H, B]
@@ -81,7 +81,7 @@ def test_dequeued_items_join_the_queue_of_their_intention_and_eval_is_read_only(
     model.compute_loss(_batch(seed), training=True)
   sec_ids, _, sec_valid = model.queues.secondary_contents()
   assert sec_valid.numpy().sum() > 0
-  routed = model.user_tower.item_intentions(sec_ids).numpy()    # [H, Qs]
+  routed = model.user_tower.item_interests(sec_ids).numpy()    # [H, Qs]
   rows = np.broadcast_to(np.arange(H)[:, None], routed.shape)
   np.testing.assert_array_equal(routed[sec_valid.numpy()], rows[sec_valid.numpy()])
   state = _queue_state(model)

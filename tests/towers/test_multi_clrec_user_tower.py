@@ -45,7 +45,7 @@ def _unit(x):
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 
-def _numpy_encode(tower, batch, occupied_only=True):
+def _numpy_interests(tower, batch, occupied_only=True):
   """Eq. 5-9 with linear MLP_2, MLP_3, MLP_4 (no hidden layers)."""
   history = batch["history"].numpy()
   mask = batch["history_mask"].numpy()
@@ -77,29 +77,29 @@ def _numpy_encode(tower, batch, occupied_only=True):
   if not occupied_only:
     occupied[:] = True
   w = np.where(occupied, _softmax(np.where(occupied, logits, -np.inf)), 0.0)
-  return {"importance": p_t, "routing": p_ht, "intentions": z, "weights": w,
-          "candidates": occupied}
+  return {"importance": p_t, "routing": p_ht, "vectors": z, "weights": w,
+          "mask": occupied}
 
 
-def test_encode_and_serving_output_match_numpy():
+def test_interests_and_serving_output_match_numpy():
   tower = _tower()
   batch = _batch()
-  got = tower.encode(batch)
-  expected = _numpy_encode(tower, batch)
-  for key in ("importance", "routing", "intentions", "weights"):
+  got = tower.interests(batch)
+  expected = _numpy_interests(tower, batch)
+  for key in ("importance", "routing", "vectors", "weights"):
     np.testing.assert_allclose(got[key].numpy(), expected[key], rtol=2e-4,
                                atol=2e-5, err_msg=key)
-  np.testing.assert_array_equal(got["candidates"].numpy(),
-                                expected["candidates"])
-  np.testing.assert_allclose(got["straight_through"].numpy(),
+  np.testing.assert_array_equal(got["mask"].numpy(),
+                                expected["mask"])
+  np.testing.assert_allclose(got["selection"].numpy(),
                              np.eye(H)[expected["weights"].argmax(-1)], atol=1e-6)
   vectors, mask = tower(batch)
   top = np.argsort(-expected["weights"], axis=-1, kind="stable")[:, :2]  # K = 2
-  expected_mask = np.take_along_axis(expected["candidates"], top, 1)
+  expected_mask = np.take_along_axis(expected["mask"], top, 1)
   np.testing.assert_array_equal(mask.numpy(), expected_mask)
   assert mask.shape == (B, 2) and mask.numpy()[:, 0].all()
   assert not mask.numpy()[2, 1]        # user 3 has one click: one candidate
-  expected_vectors = _unit(np.take_along_axis(expected["intentions"],
+  expected_vectors = _unit(np.take_along_axis(expected["vectors"],
                                               top[..., None], 1))
   np.testing.assert_allclose(vectors.numpy()[expected_mask],
                              expected_vectors[expected_mask], rtol=1e-4,
@@ -121,20 +121,20 @@ def test_empty_intentions_are_never_selected():
   batch = _batch()
   for occupied_only in (True, False):
     tower = _tower(select_occupied_only=occupied_only)
-    expected = _numpy_encode(tower, batch, occupied_only=True)
-    empty = np.nonzero(~expected["candidates"].any(0))[0]
+    expected = _numpy_interests(tower, batch, occupied_only=True)
+    empty = np.nonzero(~expected["mask"].any(0))[0]
     assert empty.size, "the fixture must leave an intention without clicks"
-    target = expected["intentions"][0, empty[0]]   # the same for every user
+    target = expected["vectors"][0, empty[0]]   # the same for every user
     query = tower.selection.query_layer
     query.kernel.assign(np.zeros_like(query.kernel.numpy()))
     query.bias.assign(target.astype(np.float32))
-    got = tower.encode(batch)
+    got = tower.interests(batch)
     selected = got["selected"].numpy()
     if occupied_only:
-      expected = _numpy_encode(tower, batch, occupied_only=True)
+      expected = _numpy_interests(tower, batch, occupied_only=True)
       np.testing.assert_allclose(got["weights"].numpy(), expected["weights"],
                                  rtol=2e-4, atol=2e-5)
-      assert expected["candidates"][np.arange(B), selected].all()
+      assert expected["mask"][np.arange(B), selected].all()
       np.testing.assert_array_equal(selected, expected["weights"].argmax(-1))
     else:
       np.testing.assert_array_equal(selected, np.full(B, empty[0]))
@@ -154,8 +154,8 @@ def test_padding_positions_do_not_change_the_output():
 def test_gradients_reach_every_weight_and_tables_are_sparse():
   tower = _tower()
   with tf.GradientTape() as tape:
-    out = tower.encode(_batch(), training=True)
-    loss = (tf.reduce_sum(out["intentions"] * out["straight_through"][..., None])
+    out = tower.interests(_batch(), training=True)
+    loss = (tf.reduce_sum(out["vectors"] * out["selection"][..., None])
             + tf.reduce_sum(tf.math.log(out["routing"] + 1e-9)))
   grads = tape.gradient(loss, tower.trainable_variables)
   for variable, grad in zip(tower.trainable_variables, grads):
