@@ -75,7 +75,6 @@ flags.DEFINE_string("best_metric", "HR@10",
                     "(evaluate/export --checkpoint=best); empty: do not keep.")
 # Common model parameters, shortcuts for --param=name=value.
 flags.DEFINE_string("user_encoder", None, "Override: mean | sasrec | clrec.")
-flags.DEFINE_string("loss", None, "Override the experiment's loss.")
 flags.DEFINE_integer("embedding_dim", None, "Override the embedding size.")
 flags.DEFINE_float("temperature", None, "Override the softmax temperature.")
 flags.DEFINE_integer("queue_size", None, "Override the queue size (CLRec).")
@@ -83,7 +82,7 @@ flags.DEFINE_multi_string("param", [], "Experiment parameter override key=value 
                           "(value parsed as a Python literal when possible).")
 flags.DEFINE_bool("list_models", False, "List registered experiments and exit.")
 
-_SHORTCUTS = ("user_encoder", "loss", "embedding_dim", "temperature", "queue_size")
+_SHORTCUTS = ("user_encoder", "embedding_dim", "temperature", "queue_size")
 
 
 def _parse_value(text):

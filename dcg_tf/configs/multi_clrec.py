@@ -88,8 +88,7 @@ def build(params, data):
       select_occupied_only=params["select_occupied_only"],
       name="user_tower")
   return MultiCLRecModel(
-      user_tower, item_tower, category_feature=spec["name"],
-      num_intentions=params["num_intentions"],
+      user_tower, item_tower, num_intentions=params["num_intentions"],
       main_queue_size=params["main_queue_size"],
       secondary_queue_size=params["secondary_queue_size"],
       queue=params["queue"], temperature=params["temperature"],

@@ -1,8 +1,8 @@
 """Baseline experiments `two_tower` (YouTube-DNN mean pooling) and `sasrec`.
 
 Both train a user tower against an item tower with the in-batch softmax
-(log-Q corrected, accidental hits removed) or the sampled softmax of CLRec
-Eq. 2. The `build_*` helpers turn experiment parameters into towers and are
+(log-Q corrected, accidental hits removed); the sampled softmax of CLRec Eq. 2
+is the experiment `sampled_softmax` (`dcg_tf.configs.clrec`). The `build_*` helpers turn experiment parameters into towers and are
 shared by every experiment (CLRec, Multi-CLRec, ...), so a comparison between
 experiments changes only what it means to change.
 """
@@ -107,14 +107,10 @@ def log_item_probability(data):
 
 
 _TWO_TOWER_DEFAULTS = dict(COMMON_DEFAULTS, temperature=0.1, logq_correction=True,
-                           remove_accidental_hits=True, loss="in_batch_softmax",
-                           all_positions=False)
+                           remove_accidental_hits=True, all_positions=False)
 
 
 def _build_two_tower(params, data):
-  if params["loss"] != "in_batch_softmax":
-    raise ValueError("two_tower/sasrec train with loss=in_batch_softmax; for the "
-                     "sampled softmax of CLRec Eq. 2 use --model=sampled_softmax")
   user_tower, item_tower = build_towers(params, data)
   return TwoTowerModel(user_tower, item_tower, log_item_probability(data),
                        temperature=params["temperature"],

@@ -6,15 +6,13 @@ main task, with the corrections of Yi et al., "Sampling-Bias-Corrected Neural
 Modeling for Large Corpus Item Recommendations" (RecSys'19): logits divided by
 a temperature, minus log q(candidate) (log-Q correction, since in-batch
 candidates are drawn with probability ~ popularity), and accidental hits
-removed. Same order of corrections as tfrs `tasks.Retrieval`.
+removed, applied by `dcg_tf.losses.corrections.correct_logits` in the order
+of tfrs `tasks.Retrieval`.
 """
 
-import numpy as np
 import tensorflow as tf
 
-# Logit given to removed candidates: finite so that a row with every negative
-# removed still has a finite loss (tfrs uses the same value).
-MASKED_LOGIT = float(np.finfo(np.float32).min) / 100.0
+from dcg_tf.losses import corrections
 
 
 def in_batch_softmax(query, candidates, temperature=1.0,
@@ -23,8 +21,9 @@ def in_batch_softmax(query, candidates, temperature=1.0,
   """Per-example in-batch softmax cross-entropy.
 
   loss_i = -log softmax_j(s_ij)[i], with
-  s_ij = <query_i, candidates_j> / temperature - log q_j, and s_ij masked to
-  -inf (a very negative finite value) when j != i and ids_j == ids_i.
+  s_ij = <query_i, candidates_j> / temperature - log q_j, and s_ij set to
+  `MASKED_LOGIT` (zero softmax weight) when j != i and ids_j == ids_i. The
+  positive column i is never removed, so no row is fully masked.
 
   Args:
     query: [B, D] user (query) embeddings.
@@ -48,17 +47,18 @@ def in_batch_softmax(query, candidates, temperature=1.0,
   query = tf.convert_to_tensor(query, tf.float32)
   candidates = tf.convert_to_tensor(candidates, tf.float32)
   batch = tf.shape(query)[0]
-  logits = tf.matmul(query, candidates, transpose_b=True) / temperature  # [B, N]
+  scores = tf.matmul(query, candidates, transpose_b=True)                 # [B, N]
+  log_q = None
   if candidate_sampling_probability is not None:
-    q = tf.cast(candidate_sampling_probability, tf.float32)               # [N]
-    logits = logits - tf.math.log(tf.maximum(q, min_probability))[None, :]  # [B, N]
+    log_q = corrections.log_probability(candidate_sampling_probability,
+                                        min_probability)[None, :]         # [1, N]
   labels = tf.range(batch)                                                # [B]
+  hits = None
   if candidate_ids is not None:
     ids = tf.convert_to_tensor(candidate_ids)                             # [N]
-    same = tf.equal(ids[:batch, None], ids[None, :])                      # [B, N]
     positive = tf.one_hot(labels, tf.shape(candidates)[0], on_value=True,
                           off_value=False)                                # [B, N]
-    hit = tf.logical_and(same, tf.logical_not(positive))                  # [B, N]
-    logits = tf.where(hit, MASKED_LOGIT, logits)                          # [B, N]
+    hits = corrections.accidental_hits(ids[:batch], ids, positive)        # [B, N]
+  logits = corrections.correct_logits(scores, temperature, log_q, hits)   # [B, N]
   return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
                                                         logits=logits)    # [B]

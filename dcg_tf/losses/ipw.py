@@ -13,12 +13,15 @@ so that unseen items keep a finite weight. Fitting uses training counts only
 (`ProcessedDataset.item_count`), never evaluation data.
 
 Weights: 1 / max(q, min_propensity) (clipping the small propensities that make
-IPW unstable, section 2.2), then self-normalised to mean 1 over the batch so
+IPW unstable, section 2.2; the floor of `dcg_tf.losses.corrections`, shared
+with the log-Q correction), then self-normalised to mean 1 over the batch so
 that the loss scale does not depend on the catalog size.
 """
 
 import numpy as np
 import tensorflow as tf
+
+from dcg_tf.losses import corrections
 
 
 def fit_popularity_propensity(item_count, smoothing=1.0):
@@ -46,8 +49,8 @@ def fit_popularity_propensity(item_count, smoothing=1.0):
 
 def ipw_weights(propensity, min_propensity=1e-6, self_normalize=True):
   """Weights 1 / max(q, min_propensity) [B], normalised to batch mean 1."""
-  propensity = tf.convert_to_tensor(propensity, tf.float32)           # [B]
-  weights = 1.0 / tf.maximum(propensity, min_propensity)              # [B]
+  weights = 1.0 / corrections.floor_probability(propensity,
+                                                min_propensity)       # [B]
   if self_normalize:
     weights = weights / tf.reduce_mean(weights)
   return tf.stop_gradient(weights)

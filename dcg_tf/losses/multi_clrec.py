@@ -3,19 +3,21 @@
 Pure functions of embeddings and routing probabilities. `multi_queue_contrastive`
 (Eq. 13), `intention_polarization_loss` (Eq. 10) and `intention_target_loss`
 (Eq. 11) return a per-example loss [B]; `intention_balance_loss` (Eq. 12) is a
-batch-level scalar (its pi_h is a batch mean).
+batch-level scalar (its pi_h is a batch mean). Temperature, accidental-hit
+removal and invalid-slot masking are those of `dcg_tf.losses.corrections`.
 """
 
 import tensorflow as tf
 
-_MASKED = -1e9
+from dcg_tf.losses import corrections
 
 
 def _cosine_logits(queries, keys, temperature, equation):
   """cos(a, b) / rho for the pairs given by the einsum `equation`."""
   queries = tf.math.l2_normalize(queries, axis=-1)
   keys = tf.math.l2_normalize(keys, axis=-1)
-  return tf.einsum(equation, queries, keys) / temperature
+  return corrections.apply_temperature(tf.einsum(equation, queries, keys),
+                                       temperature)
 
 
 def intention_polarization_loss(target_routing_logits):
@@ -78,12 +80,20 @@ def intention_balance_loss(routing, mask=None):
 
 
 def _masked_negative_logits(logits, valid, ids, positive_ids):
-  """Sets invalid slots and accidental hits (id == positive id) to -1e9."""
-  keep = tf.cast(valid, tf.bool)
+  """Removes accidental hits, then invalid slots, of logits [B, H, Q].
+
+  Args:
+    logits: float [B, H, Q].
+    valid: bool [Q] (shared queue) or [B, Q] (per-row queue).
+    ids: int [Q] or [B, Q], or None.
+    positive_ids: int64 [B], or None.
+  """
+  hits = None
   if ids is not None and positive_ids is not None:
-    hit = tf.equal(tf.cast(ids, tf.int64), positive_ids)
-    keep = keep & ~hit
-  return tf.where(keep, logits, _MASKED)
+    hits = corrections.accidental_hits(positive_ids, ids)[:, None, :]  # [B, 1, Q]
+  valid = tf.cast(valid, tf.bool)
+  valid = valid[None, None, :] if valid.shape.rank == 1 else valid[:, None, :]
+  return corrections.correct_logits(logits, hits=hits, valid=valid)   # [B, H, Q]
 
 
 def multi_queue_contrastive(intentions, positive, selection, main_negatives,
@@ -98,7 +108,9 @@ def multi_queue_contrastive(intentions, positive, selection, main_negatives,
   The positive y_T has been enqueued into Q_0 before the loss (update rule 1),
   so the denominator holds it once, computed from `positive` (with gradient);
   queued copies of the same item (same id) are accidental hits and are left
-  out, as are invalid (never written) slots. Q_0 is shared by the batch, so it
+  out, as are invalid (never written) slots. A queue whose slots are all left
+  out (e.g. an empty Q_{h+} early in training) adds exactly 0 to the
+  denominator: its log-sum-exp is about `MASKED_LOGIT`. Q_0 is shared by the batch, so it
   is passed once; Q_{h+} differs per example.
 
   Args:
@@ -118,22 +130,17 @@ def multi_queue_contrastive(intentions, positive, selection, main_negatives,
   Returns:
     float [B].
   """
-  if positive_ids is not None:
-    positive_ids = tf.cast(positive_ids, tf.int64)
   positive_logits = _cosine_logits(intentions, positive, temperature,
                                    "bhd,bd->bh")                  # [B, H]
   main_logits = _cosine_logits(intentions, main_negatives, temperature,
                                "bhd,qd->bhq")                     # [B, H, Q0]
-  main_logits = _masked_negative_logits(
-      main_logits, tf.cast(main_valid, tf.bool)[None, None, :],
-      None if main_ids is None else main_ids[None, None, :],
-      None if positive_ids is None else positive_ids[:, None, None])
+  main_logits = _masked_negative_logits(main_logits, main_valid, main_ids,
+                                        positive_ids)             # [B, H, Q0]
   secondary_logits = _cosine_logits(intentions, secondary_negatives,
                                     temperature, "bhd,bqd->bhq")  # [B, H, Qs]
   secondary_logits = _masked_negative_logits(
-      secondary_logits, tf.cast(secondary_valid, tf.bool)[:, None, :],
-      None if secondary_ids is None else secondary_ids[:, None, :],
-      None if positive_ids is None else positive_ids[:, None, None])
+      secondary_logits, secondary_valid, secondary_ids,
+      positive_ids)                                               # [B, H, Qs]
   log_denominator = tf.reduce_logsumexp(tf.stack([
       tf.reduce_logsumexp(positive_logits, axis=1),
       tf.reduce_logsumexp(main_logits, axis=[1, 2]),

@@ -4,10 +4,15 @@ PCL-AISL (CIKM'22) Eq. (1): BCE on sigmoid(s(ue, ie)) with label 1 for the
 clicked item and 0 for sampled ones; Mikolov et al. (NeurIPS'13) negative
 sampling; CLRec (KDD'21) appendix B.3 "negative sampling" (negatives [B, S, D],
 drawn per example) and "shared negative sampling" (negatives [S, D] shared by
-the batch, Ying et al., KDD'18).
+the batch, Ying et al., KDD'18). Temperature and accidental-hit removal are
+those of `dcg_tf.losses.corrections`: a removed negative's logit is
+`MASKED_LOGIT`, where its BCE term -log(1 - sig(s)) is exactly 0 with zero
+gradient.
 """
 
 import tensorflow as tf
+
+from dcg_tf.losses import corrections
 
 
 def negative_sampling_bce(query, positive, negatives, temperature=1.0,
@@ -39,22 +44,22 @@ def negative_sampling_bce(query, positive, negatives, temperature=1.0,
   query = tf.convert_to_tensor(query, tf.float32)
   positive = tf.convert_to_tensor(positive, tf.float32)
   negatives = tf.convert_to_tensor(negatives, tf.float32)
-  positive_logits = tf.reduce_sum(query * positive, axis=-1) / temperature  # [B]
+  positive_logits = corrections.correct_logits(
+      tf.reduce_sum(query * positive, axis=-1), temperature)                 # [B]
   if negatives.shape.rank == 3:
-    negative_logits = tf.einsum("bd,bsd->bs", query, negatives) / temperature  # [B, S]
+    negative_scores = tf.einsum("bd,bsd->bs", query, negatives)             # [B, S]
   elif negatives.shape.rank == 2:
-    negative_logits = tf.matmul(query, negatives, transpose_b=True) / temperature  # [B, S]
+    negative_scores = tf.matmul(query, negatives, transpose_b=True)         # [B, S]
   else:
     raise ValueError("negative_sampling_bce: negatives must be [B, S, D] or "
                      "[S, D], got shape %s" % negatives.shape)
+  hits = None
+  if positive_ids is not None:
+    hits = corrections.accidental_hits(positive_ids, negative_ids)          # [B, S]
+  negative_logits = corrections.correct_logits(negative_scores, temperature,
+                                               hits=hits)                   # [B, S]
   positive_loss = tf.nn.sigmoid_cross_entropy_with_logits(
       labels=tf.ones_like(positive_logits), logits=positive_logits)          # [B]
   negative_loss = tf.nn.sigmoid_cross_entropy_with_logits(
       labels=tf.zeros_like(negative_logits), logits=negative_logits)         # [B, S]
-  if positive_ids is not None:
-    negative_ids = tf.convert_to_tensor(negative_ids)
-    if negative_ids.shape.rank == 1:
-      negative_ids = negative_ids[None, :]                                   # [1, S]
-    hit = tf.equal(tf.convert_to_tensor(positive_ids)[:, None], negative_ids)  # [B, S]
-    negative_loss = tf.where(hit, 0.0, negative_loss)                        # [B, S]
   return positive_loss + tf.reduce_sum(negative_loss, axis=1)               # [B]

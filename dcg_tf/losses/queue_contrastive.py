@@ -4,12 +4,14 @@ CLRec (Zhou et al., KDD'21), section 2.2 Eq. 3 and section 3.1:
   loss(x, y) = -log exp(phi(x, y)) / (exp(phi(x, y)) + sum_i exp(phi(x, y_i))),
   phi(x, y) = <f(x), g(y)> / (rho ||f(x)|| ||g(y)||),  rho = 0.07 (appendix B.2).
 There is no log-Q correction: the queue follows p_data(y), which is what makes
-the loss approximate the IPW loss of Eq. 4 (Theorem 1).
+the loss approximate the IPW loss of Eq. 4 (Theorem 1). Temperature,
+accidental-hit removal and invalid-slot masking are those of
+`dcg_tf.losses.corrections`, in its order.
 """
 
 import tensorflow as tf
 
-from dcg_tf.losses.in_batch_softmax import MASKED_LOGIT
+from dcg_tf.losses import corrections
 
 
 def queue_contrastive(query, positive, negatives, negatives_valid=None,
@@ -20,6 +22,8 @@ def queue_contrastive(query, positive, negatives, negatives_valid=None,
   A negative slot is ignored when it is invalid (never written) or when its id
   equals the row's positive id (an accidental hit: a queued copy of the
   positive item, e.g. the present batch's own positive after it was enqueued).
+  A row whose negatives are all ignored keeps only its positive: its loss is
+  0 (the positive's softmax weight is 1).
 
   Args:
     query: [B, D] user embeddings f(x).
@@ -45,20 +49,18 @@ def queue_contrastive(query, positive, negatives, negatives_valid=None,
   query = tf.math.l2_normalize(query, axis=-1)                     # [B, D]
   positive = tf.math.l2_normalize(positive, axis=-1)               # [B, D]
   negatives = tf.math.l2_normalize(negatives, axis=-1)             # [Q, D]
-  positive_logits = tf.reduce_sum(query * positive, axis=-1,
-                                  keepdims=True) / temperature     # [B, 1]
-  negative_logits = tf.matmul(query, negatives,
-                              transpose_b=True) / temperature      # [B, Q]
-  keep = tf.ones_like(negative_logits, dtype=tf.bool)              # [B, Q]
-  if negatives_valid is not None:
-    keep = tf.logical_and(keep, tf.cast(negatives_valid, tf.bool)[None, :])
+  positive_logits = corrections.correct_logits(
+      tf.reduce_sum(query * positive, axis=-1, keepdims=True),
+      temperature)                                                 # [B, 1]
+  hits = None
   if positive_ids is not None:
-    positive_ids = tf.cast(positive_ids, tf.int64)
-    negative_ids = tf.cast(negative_ids, tf.int64)
-    hits = tf.equal(positive_ids[:, None], negative_ids[None, :])  # [B, Q]
-    keep = tf.logical_and(keep, tf.logical_not(hits))
-  negative_logits = tf.where(keep, negative_logits,
-                             tf.cast(MASKED_LOGIT, negative_logits.dtype))
+    hits = corrections.accidental_hits(positive_ids, negative_ids)  # [B, Q]
+  valid = None
+  if negatives_valid is not None:
+    valid = tf.cast(negatives_valid, tf.bool)[None, :]             # [1, Q]
+  negative_logits = corrections.correct_logits(
+      tf.matmul(query, negatives, transpose_b=True), temperature,
+      hits=hits, valid=valid)                                      # [B, Q]
   logits = tf.concat([positive_logits, negative_logits], axis=1)  # [B, 1 + Q]
   loss = -tf.nn.log_softmax(logits, axis=-1)[:, 0]                 # [B]
   if return_logits:

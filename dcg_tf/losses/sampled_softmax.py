@@ -5,11 +5,13 @@ CLRec (Zhou et al., KDD'21) Eq. (2), the TensorFlow variant of Jean et al.
 p_n(y) over the whole vocabulary (e.g. `dcg_tf.training_state.samplers.AliasSampler`),
 and every logit, the positive's included, is corrected by -log p_n(y). Without
 the correction (log-Q terms None) this is CLRec's contrastive loss, Eq. (3).
+Corrections (temperature, log-Q, accidental hits) are those of
+`dcg_tf.losses.corrections`, in its order.
 """
 
 import tensorflow as tf
 
-from dcg_tf.losses.in_batch_softmax import MASKED_LOGIT
+from dcg_tf.losses import corrections
 
 
 def sampled_softmax(query, positive, negatives, positive_log_q=None,
@@ -51,14 +53,16 @@ def sampled_softmax(query, positive, negatives, positive_log_q=None,
   query = tf.convert_to_tensor(query, tf.float32)
   positive = tf.convert_to_tensor(positive, tf.float32)
   negatives = tf.convert_to_tensor(negatives, tf.float32)
-  positive_logits = tf.reduce_sum(query * positive, axis=-1) / temperature     # [B]
-  negative_logits = tf.matmul(query, negatives, transpose_b=True) / temperature  # [B, S]
-  if positive_log_q is not None:
-    positive_logits -= tf.cast(positive_log_q, tf.float32)                    # [B]
-    negative_logits -= tf.cast(negative_log_q, tf.float32)[None, :]           # [B, S]
+  positive_scores = tf.reduce_sum(query * positive, axis=-1)                  # [B]
+  negative_scores = tf.matmul(query, negatives, transpose_b=True)             # [B, S]
+  hits = None
   if positive_ids is not None:
-    hit = tf.equal(tf.convert_to_tensor(positive_ids)[:, None],
-                   tf.convert_to_tensor(negative_ids)[None, :])               # [B, S]
-    negative_logits = tf.where(hit, MASKED_LOGIT, negative_logits)            # [B, S]
+    hits = corrections.accidental_hits(positive_ids, negative_ids)            # [B, S]
+  positive_logits = corrections.correct_logits(
+      positive_scores, temperature, positive_log_q)                           # [B]
+  negative_logits = corrections.correct_logits(
+      negative_scores, temperature,
+      None if negative_log_q is None else
+      tf.convert_to_tensor(negative_log_q)[None, :], hits)                    # [B, S]
   logits = tf.concat([positive_logits[:, None], negative_logits], axis=1)     # [B, 1+S]
   return tf.reduce_logsumexp(logits, axis=1) - positive_logits                # [B]

@@ -45,8 +45,6 @@ class MultiCLRecModel(RetrievalModel):
       hooks `interests` and `item_interests`, dcg_tf.towers.multi_interest,
       and `item_routing_logits`).
     item_tower: item ids int64 [B] -> g(y) [B, D].
-    category_feature: name of the item feature routed by the prototypes
-      (documentation of the data contract; the tower holds the column).
     num_intentions: H; must equal the user tower's.
     main_queue_size: |Q_0| (1,280, appendix B.3).
     secondary_queue_size: |Q_h| (1,280).
@@ -55,7 +53,7 @@ class MultiCLRecModel(RetrievalModel):
     aux_weights: (l1, l2, l3), all 1 in the paper.
   """
 
-  def __init__(self, user_tower, item_tower, category_feature="category",
+  def __init__(self, user_tower, item_tower,
                num_intentions=16, main_queue_size=1280,
                secondary_queue_size=1280, queue="raw", temperature=0.07,
                aux_weights=(1.0, 1.0, 1.0), **kwargs):
@@ -70,7 +68,6 @@ class MultiCLRecModel(RetrievalModel):
     if len(aux_weights) != 3:
       raise ValueError("MultiCLRecModel: aux_weights needs 3 values (Eq. 10, "
                        "11, 12), got %r" % (aux_weights,))
-    self.category_feature = category_feature
     self.num_intentions = int(num_intentions)
     self.main_queue_size = int(main_queue_size)
     self.secondary_queue_size = int(secondary_queue_size)

@@ -65,6 +65,18 @@ def resolve_params(name, overrides=None):
   return params
 
 
+def split_known_params(name, params):
+  """(params `name` still has, sorted names of those it no longer has).
+
+  For parameters recorded in an older `run.json`: a parameter removed from an
+  experiment (e.g. the one-valued `loss` of two_tower/sasrec) is dropped, and
+  the caller says so.
+  """
+  defaults = get_experiment(name).defaults
+  known = {k: v for k, v in params.items() if k in defaults}
+  return known, sorted(set(params) - set(defaults))
+
+
 def build_model(name, params, data):
   return get_experiment(name).builder(params, data)
 

@@ -9,6 +9,7 @@ it through the registry and restores the latest checkpoint.
 import importlib
 import json
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -104,7 +105,12 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
     importlib.import_module(info["experiment_module"])
   else:
     configs.import_all()
-  model = registry.build_model(info["experiment"], info["params"], data)
+  params, removed = registry.split_known_params(info["experiment"], info["params"])
+  if removed:
+    warnings.warn("%s/run.json has parameter(s) %s that experiment %r no longer "
+                  "has; they are ignored" % (model_dir, ", ".join(removed),
+                                             info["experiment"]))
+  model = registry.build_model(info["experiment"], params, data)
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,
                                           max_len=info["trainer"]["max_len"])))

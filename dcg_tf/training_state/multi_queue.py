@@ -35,7 +35,9 @@ class MultiQueue(keras.layers.Layer):
   Example:
     >>> queues = MultiQueue(main_size=4, secondary_size=2, num_intentions=3)
     >>> queues.update(tf.constant([5, 6], tf.int64), intention_fn=route)
-    >>> ids, values, valid = queues.negatives_for(h_plus)   # [B, 4 + 2]
+    >>> main_ids, main_values, main_valid = queues.main_contents()     # [4]
+    >>> sec_ids, sec_values, sec_valid = queues.secondary_contents()  # [3, 2]
+    >>> own = tf.gather(sec_ids, h_plus)   # Q_{h+} of each example, [B, 2]
   """
 
   def __init__(self, main_size=1280, secondary_size=1280, num_intentions=16,
@@ -166,32 +168,6 @@ class MultiQueue(keras.layers.Layer):
               if self.cached else None)                           # [H, Qs, D]
     return tf.identity(self.secondary_ids), values, valid
 
-  def negatives_for(self, intentions):
-    """Q_0 ∪ Q_{h^+} for each example: ids [B, Q0+Qs], values, valid.
-
-    Args:
-      intentions: h^+ of each example, int [B].
-
-    Returns:
-      (ids int64 [B, Q0+Qs], values [B, Q0+Qs, D] or None, valid bool
-      [B, Q0+Qs]); the first Q0 columns are the main queue.
-    """
-    intentions = tf.cast(intentions, tf.int64)
-    batch = tf.shape(intentions)[0]
-    main_ids, main_values, main_valid = self.main_contents()
-    sec_ids, sec_values, sec_valid = self.secondary_contents()
-
-    def tile(x):  # [Q0, ...] -> [B, Q0, ...]
-      return tf.tile(x[None], tf.concat([[batch], tf.ones_like(tf.shape(x))], 0))
-
-    ids = tf.concat([tile(main_ids), tf.gather(sec_ids, intentions)], axis=1)
-    valid = tf.concat([tile(main_valid), tf.gather(sec_valid, intentions)], 1)
-    values = None
-    if self.cached:
-      values = tf.concat([tile(main_values),
-                          tf.gather(sec_values, intentions)], axis=1)  # [B, Q0+Qs, D]
-    return ids, values, valid
-
   def reset(self):
     self.main_ids.reset()
     if self.cached:
@@ -200,9 +176,6 @@ class MultiQueue(keras.layers.Layer):
     self.secondary_ids.assign(tf.zeros_like(self.secondary_ids))
     self.secondary_pointer.assign(tf.zeros_like(self.secondary_pointer))
     self.secondary_count.assign(tf.zeros_like(self.secondary_count))
-
-  def call(self, intentions):
-    return self.negatives_for(intentions)
 
   def get_config(self):
     config = super().get_config()

@@ -78,9 +78,6 @@ class FIFOQueue(keras.layers.Layer):
     self.pointer.assign(0)
     self.size.assign(0)
 
-  def call(self, values):
-    return self.enqueue(values)
-
   def get_config(self):
     config = super().get_config()
     config.update(capacity=self.capacity, entry_shape=self.entry_shape,

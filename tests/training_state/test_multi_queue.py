@@ -85,17 +85,25 @@ def test_update_rules_match_reference(cached):
   assert [list(q) for q in reference.secondary] == [[3, 6], [19, 22], [2, 5]]
 
 
-def test_negatives_for_gathers_main_and_own_secondary_queue():
+def test_contents_give_main_and_own_secondary_queue():
   queue = MultiQueue(main_size=2, secondary_size=2, num_intentions=H)
   queue.update(tf.constant([3, 4], tf.int64), intention_fn=_tf_intention)
   queue.update(tf.constant([5, 8], tf.int64), intention_fn=_tf_intention)
   # Q_0 = [5, 8]; 3 -> Q_0, 4 -> Q_1; Q_2 empty.
-  ids, values, valid = queue.negatives_for(tf.constant([1, 2, 0], tf.int64))
-  assert values is None
-  np.testing.assert_array_equal(ids.numpy(), [[5, 8, 4, 0], [5, 8, 0, 0],
-                                              [5, 8, 3, 0]])
-  np.testing.assert_array_equal(valid.numpy(), [[1, 1, 1, 0], [1, 1, 0, 0],
-                                                [1, 1, 1, 0]])
+  main_ids, main_values, main_valid = queue.main_contents()
+  assert main_values is None
+  np.testing.assert_array_equal(main_ids.numpy(), [5, 8])
+  np.testing.assert_array_equal(main_valid.numpy(), [1, 1])
+  sec_ids, sec_values, sec_valid = queue.secondary_contents()
+  assert sec_values is None
+  np.testing.assert_array_equal(sec_ids.numpy(), [[3, 0], [4, 0], [0, 0]])
+  np.testing.assert_array_equal(sec_valid.numpy(), [[1, 0], [1, 0], [0, 0]])
+  # Examples with h+ = 1, 2, 0 read Q_{h+} as MultiCLRecModel does.
+  h_plus = tf.constant([1, 2, 0], tf.int64)
+  np.testing.assert_array_equal(tf.gather(sec_ids, h_plus).numpy(),
+                                [[4, 0], [0, 0], [3, 0]])
+  np.testing.assert_array_equal(tf.gather(sec_valid, h_plus).numpy(),
+                                [[1, 0], [0, 0], [1, 0]])
 
 
 def test_non_trainable_and_checkpoint_restores_every_queue(tmp_path):

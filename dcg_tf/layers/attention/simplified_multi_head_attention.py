@@ -9,8 +9,7 @@ one set of attention scores per head. The result is H head embeddings [H, d].
 import tensorflow as tf
 
 from dcg_tf._keras import keras
-
-_MASKED = -1e9
+from dcg_tf.layers.masking import mask_logits
 
 
 def _fresh(initializer):
@@ -63,9 +62,10 @@ class SimplifiedMultiHeadAttention(keras.layers.Layer):
     logits = tf.transpose(logits, [0, 2, 1])               # [B, H, L]
     if mask is None:
       return tf.nn.softmax(logits, axis=-1)
-    valid = tf.cast(mask, logits.dtype)[:, None, :]        # [B, 1, L]
-    weights = tf.nn.softmax(logits + (1.0 - valid) * _MASKED, axis=-1)
-    return weights * valid                                 # [B, H, L]
+    valid = tf.cast(mask, tf.bool)[:, None, :]             # [B, 1, L]
+    weights = tf.nn.softmax(mask_logits(logits, valid), axis=-1)  # [B, H, L]
+    # A row with no valid click has a uniform softmax: zero it.
+    return weights * tf.cast(valid, weights.dtype)         # [B, H, L]
 
   def call(self, inputs, mask=None):
     weights = self.attention_weights(inputs, mask)         # [B, H, L]

@@ -55,10 +55,6 @@ class IntentionRouting(keras.layers.Layer):
     mu = tf.math.l2_normalize(self.prototypes, axis=-1)           # [H, d]
     return tf.einsum("...d,hd->...h", c, mu) / self.temperature   # [..., H]
 
-  def assign(self, categories):
-    """argmax_h p_{h|t}: the intention of each item, int64 [...]."""
-    return tf.argmax(self.logits(categories), axis=-1)
-
   def call(self, categories):
     return tf.nn.softmax(self.logits(categories), axis=-1)        # [..., H]
 

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.masking import mask_logits
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
@@ -47,9 +48,10 @@ class ItemImportance(keras.layers.Layer):
       h = layer(h)                                                # [B, L, U]
     logits = tf.squeeze(self.score_layer(h), axis=-1)             # [B, L]
     mask = tf.cast(mask, tf.bool)
-    logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
+    logits = mask_logits(logits, mask)                            # [B, L]
     weights = tf.nn.softmax(logits, axis=-1)                      # [B, L]
-    # A row with no valid position would get a uniform softmax: zero it.
+    # A row with no valid position gets a uniform softmax (every logit is
+    # MASKED_LOGIT): zero it.
     return weights * tf.cast(mask, weights.dtype)
 
   def get_config(self):

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.masking import mask_logits
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
@@ -72,8 +73,7 @@ selection exists because "it is possible to have sum_t p_{h|t} p_t -> 0
     if candidates is not None:
       candidates = tf.cast(candidates, tf.bool)
       candidates |= ~tf.reduce_any(candidates, axis=-1, keepdims=True)  # [B, H]
-      logits = tf.where(candidates, logits,
-                        tf.fill(tf.shape(logits), -1e9))          # [B, H]
+      logits = mask_logits(logits, candidates)                    # [B, H]
     weights = tf.nn.softmax(logits, axis=-1)                      # [B, H]
     selected = tf.argmax(weights, axis=-1)                        # [B]
     one_hot = tf.one_hot(selected, tf.shape(weights)[-1],

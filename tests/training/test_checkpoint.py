@@ -1,0 +1,54 @@
+"""load_trained_model: a run.json written before a parameter was removed loads."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcg_tf import configs
+from dcg_tf.data.dataset import ProcessedDataset
+from dcg_tf.data import pipeline
+from dcg_tf.models import registry
+from dcg_tf.training import checkpoint
+from tests.data.fixtures import write_tiny_dataset
+
+
+def test_old_run_json_with_the_removed_loss_param_loads(tmp_path):
+  configs.import_all()
+  data_dir = write_tiny_dataset(str(tmp_path / "data"), num_users=8, num_items=10)
+  data = ProcessedDataset.load(data_dir)
+  params = registry.resolve_params("two_tower", {"embedding_dim": 8,
+                                                 "max_len": 6})
+  # two_tower no longer has a `loss` parameter (it had one value).
+  with pytest.raises(KeyError, match="no parameter 'loss'"):
+    registry.resolve_params("two_tower", {"loss": "in_batch_softmax"})
+  model = registry.build_model("two_tower", params, data)
+  batch = next(iter(pipeline.train_dataset(data, batch_size=4, max_len=6,
+                                           seed=0)))
+  model.compute_loss(batch, training=False)   # creates the variables
+  model_dir = str(tmp_path / "model")
+  tf.train.Checkpoint(model=model).save(
+      os.path.join(model_dir, "checkpoints", "ckpt"))
+  # A run.json as the code before the removal wrote it.
+  old_params = dict(params, loss="in_batch_softmax")
+  with open(os.path.join(model_dir, "run.json"), "w") as f:
+    json.dump({"experiment": "two_tower",
+               "experiment_module": "dcg_tf.configs.two_tower",
+               "params": old_params, "trainer": {"max_len": 6},
+               "data_dir": data_dir, "dataset_fingerprint": data.fingerprint}, f)
+  with pytest.warns(UserWarning, match="loss.*no longer has; they are ignored"):
+    restored, _ = checkpoint.load_trained_model(model_dir)
+  # Same architecture, weights restored (a fresh model draws other values).
+  assert len(model.weights) == len(restored.weights) > 0
+  for saved, got in zip(model.weights, restored.weights):
+    np.testing.assert_array_equal(got.numpy(), saved.numpy(), err_msg=saved.name)
+
+
+def test_split_known_params():
+  configs.import_all()
+  defaults = registry.resolve_params("two_tower")
+  known, removed = registry.split_known_params(
+      "two_tower", dict(defaults, loss="x", gone=1))
+  assert known == defaults and removed == ["gone", "loss"]
