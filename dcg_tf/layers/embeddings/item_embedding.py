@@ -219,13 +219,13 @@ class ItemEmbedding(keras.layers.Layer):
     if self.id_embedding is not None:
       parts.append(self.id_embedding(item_ids))                      # [..., D]
     if self.item_features is not None:
-      values = self.item_features(item_ids)  # name -> [...] or [..., F]
+      values = self.item_features(item_ids)  # name -> [...] or [..., L_f]
       offset = 0
       for f, embedding in zip(self.features, self.feature_embeddings):
         feature = values[f["name"]]
         if f["name"] in value_mask:
-          keep = value_mask[f["name"]]                               # [..., F]
-          feature = tf.where(keep, feature, tf.zeros_like(feature))  # [..., F]
+          keep = value_mask[f["name"]]                               # [..., L_f]
+          feature = tf.where(keep, feature, tf.zeros_like(feature))  # [..., L_f]
         part = embedding(feature)                                    # [..., w_f]
         if self.combine == "id_plus_concat":
           part = _place_in_slot(part, offset, self.dim)              # [..., D]

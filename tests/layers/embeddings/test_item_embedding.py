@@ -1,4 +1,4 @@
-"""ItemEmbedding: NumPy reference for each combine, the two steps, padding, validation."""
+"""ItemEmbedding: NumPy reference per combine, the two steps, padding, validation."""
 
 import numpy as np
 import pytest
