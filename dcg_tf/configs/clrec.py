@@ -19,7 +19,7 @@ from dcg_tf.models.registry import register_experiment
 ENCODER_DEFAULTS = dict(
     two_tower.COMMON_DEFAULTS,
     user_encoder="clrec",
-    item_combine="sum",        # B.1.1: id embedding + feature embeddings
+    item_combine="sum",        # B.1.1 with D-wide features (id_plus_concat: literal)
     item_projection=False,     # B.1.1: g(y) is that sum, no projection layer
     l2_normalize=True,         # B.2
     temperature=0.07,          # B.2

@@ -20,7 +20,7 @@ COMMON_DEFAULTS = {
     "embedding_dim": 64,
     "max_len": 50,
     "user_encoder": "mean",      # mean | sasrec | clrec
-    "item_combine": "concat",    # concat (+ projection) | sum (CLRec B.1.1)
+    "item_combine": "concat",    # concat (+ projection) | sum | id_plus_concat
     "item_features": "all",      # "all", "none", or a comma list of feature names
     "hidden_units": [],
     "l2_normalize": True,

@@ -28,6 +28,27 @@ class ItemTower(NestedLayerConfig, keras.layers.Layer):
 
   Call:
     item_ids: int64 [B] (or any [...]) -> float32 [B, D].
+    training: the head's dropout is on when True.
+    value_mask, field_transform: the augmentation hook, passed to the item
+      embedding (`ItemEmbedding.call`): `value_mask` (dict name -> bool
+      [B, max_len]) drops values of multi-valued features before pooling,
+      `field_transform` (callable `[B, F+1, D] -> [B, F+1, D]`) rewrites the
+      field rows (`ItemEmbedding.field_names` order) before they are combined.
+      Both default to None: the plain tower, the only call that serving and
+      export make. The tower holds no reference to what is passed here, so an
+      augmentation's weights (e.g. `FieldMasking`'s default embeddings) stay
+      with the training model and never enter the tower's checkpoint, config
+      or export.
+
+  Augmentation example (SSL-CFM section 3.2: mask fields, then drop values;
+  MicRec Eq. 2: element-level dropout on the concatenated field embeddings):
+    >>> masking = FieldMasking(num_fields=len(emb.field_names), dim=emb.dim)
+    >>> keep = ValueDropout(0.3, emb.multi_valued_lengths)(ids, seed=seed_a)
+    >>> view = tower(ids, training=True, value_mask=keep,
+    ...              field_transform=lambda fields: masking(fields, mask))
+    >>> drop = ElementDropout(0.5)
+    >>> view = tower(ids, training=True,
+    ...              field_transform=lambda fields: drop(fields, seed=seed_b))
 
   Attributes:
     embedding_dim: D. normalized: whether outputs are unit vectors.
@@ -68,8 +89,9 @@ class ItemTower(NestedLayerConfig, keras.layers.Layer):
   def normalized(self):
     return self.l2_normalize
 
-  def call(self, item_ids, training=False):
-    x = self.item_embedding(item_ids)                 # [B, D_item]
+  def call(self, item_ids, training=False, value_mask=None, field_transform=None):
+    x = self.item_embedding(item_ids, value_mask=value_mask,
+                            field_transform=field_transform)  # [B, D_item]
     return self.head(x, training=training)            # [B, D]
 
   def get_config(self):
