@@ -133,6 +133,20 @@ def test_a_stream_shorter_than_the_epoch_is_refused(data):
     trainer_lib.training_dataset(model, data, config, epoch=0)
 
 
+def test_a_model_with_streams_builds_from_an_evaluation_batch(data):
+  """load_trained_model's build batch carries one element of each stream."""
+  model = _uniform_items_model(data)
+  eval_batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2, max_len=6)))
+  batch = checkpoint._as_train_batch(eval_batch, model, data)  # pylint: disable=protected-access
+  expected = next(iter(pipeline.item_dataset(data, 2, "uniform", seed=0, epoch=0)))
+  np.testing.assert_array_equal(batch["aux"]["uniform_items"]["item"].numpy(),
+                                expected["item"].numpy())
+  np.testing.assert_array_equal(batch["target"].numpy(), eval_batch["targets"][:, 0].numpy())
+  assert np.isfinite(float(model.compute_loss(batch)["loss"]))
+  plain = checkpoint._as_train_batch(eval_batch, _two_tower_model(data), data)  # pylint: disable=protected-access
+  assert "aux" not in plain
+
+
 def test_run_with_a_stream_killed_mid_epoch_equals_uninterrupted_run(data, tmp_path):
   tf.config.experimental.enable_op_determinism()
   full, _, _ = _run(data, tmp_path / "full", epochs=2, build=_uniform_items_model)
