@@ -143,7 +143,8 @@ def test_a_model_with_streams_builds_from_an_evaluation_batch(data):
                                 expected["item"].numpy())
   np.testing.assert_array_equal(batch["target"].numpy(), eval_batch["targets"][:, 0].numpy())
   assert np.isfinite(float(model.compute_loss(batch)["loss"]))
-  plain = checkpoint._as_train_batch(eval_batch, _two_tower_model(data), data)  # pylint: disable=protected-access
+  plain_model = _two_tower_model(data)
+  plain = checkpoint._as_train_batch(eval_batch, plain_model, data)  # pylint: disable=protected-access
   assert "aux" not in plain
 
 
