@@ -12,9 +12,10 @@ follows.
   epoch's cut points and order come from stateless random ops keyed by
   `(seed, epoch)`, so the batches are the same on every run.
 - `eval_dataset`: one row per evaluated user, read from `valid`/`test` records.
-- `item_dataset`: infinite item-catalog batches, uniform over items 1..N (the
-  contrastive batch of the SSL paper, Yao et al., CIKM'21, section 3.3
-  "Heterogeneous Sample Distributions") or proportional to `item_count`.
+- `item_dataset`: infinite item-catalog batches keyed by `(seed, epoch)`,
+  uniform over items 1..N (the contrastive batch of the SSL paper, Yao et al.,
+  CIKM'21, section 3.3 "Heterogeneous Sample Distributions") or proportional
+  to `item_count`; an auxiliary input stream (`RetrievalModel.auxiliary_streams`).
 
 Example:
   >>> data = ProcessedDataset.load(path)
@@ -29,6 +30,9 @@ from dcg_tf.data import records
 
 _SEED_SALT_CUT = 0
 _SEED_SALT_ORDER = 1
+# Folded with (epoch, batch) into the keys of `item_dataset`; any constant
+# that makes them differ from the (seed, 2 * epoch + salt) keys above.
+_SEED_SALT_ITEMS = 0x5eed17e5
 
 
 def _check_positive(name, value):
@@ -214,26 +218,42 @@ def eval_dataset(data, split, batch_size, max_len, max_targets=None):
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def item_dataset(data, batch_size, sampling="uniform", seed=0):
-  """Infinite item-catalog batches `{"item": int64 [B]}`, deterministic in seed.
+def item_dataset(data, batch_size, sampling="uniform", seed=0, epoch=0):
+  """Infinite item-catalog batches `{"item": int64 [B]}`, a pure function of (seed, epoch).
+
+  The auxiliary stream of the SSL paper (Yao et al., CIKM'21, section 3.3
+  "Heterogeneous Sample Distributions": the self-supervised loss is computed
+  on items drawn uniformly from the corpus, not from the training
+  distribution), and a popularity sampler. Batch `k` of epoch `e` is drawn
+  with a stateless key folded from `(seed, e, k)` (distinct from the keys of
+  `train_dataset`), so the batches are the same on every run and a resumed
+  epoch that skips its first `k` main batches (and the same number of stream
+  batches, docs/design.md "tf.data batches") lands on the same items.
 
   Args:
     data: a `ProcessedDataset`.
     batch_size: B.
-    sampling: "uniform" (items 1..N equally likely, as the SSL paper's
-      contrastive batch) or "popularity" (P(i) = item_count[i] / sum(item_count)).
-    seed: int; batch k is drawn with the stateless seed (seed, k).
+    sampling: "uniform" (items 1..N equally likely) or "popularity"
+      (P(i) = item_count[i] / sum(item_count)).
+    seed: int, with `epoch` the key of every draw.
+    epoch: int, the training epoch the stream belongs to.
   """
   _check_positive("batch_size", batch_size)
   num_items = data.num_items
   if num_items < 1:
     raise ValueError("%s: the catalog has no items" % data.directory)
-  seed_t = tf.constant(int(seed), tf.int64)
+  epoch_key = tf.random.experimental.stateless_fold_in(
+      tf.constant([int(seed), _SEED_SALT_ITEMS], tf.int64),
+      tf.constant(int(epoch), tf.int64))                               # [2]
+
+  def key(k):
+    return tf.random.experimental.stateless_fold_in(epoch_key, k)      # [2]
+
   if sampling == "uniform":
     def draw(k):
       return {"item": tf.random.stateless_uniform(
-          [batch_size], seed=tf.stack([seed_t, k]), minval=1,
-          maxval=num_items + 1, dtype=tf.int64)}
+          [batch_size], seed=key(k), minval=1, maxval=num_items + 1,
+          dtype=tf.int64)}
   elif sampling == "popularity":
     counts = data.item_count[1:].astype(np.int64)
     if (counts < 0).any() or counts.sum() == 0:
@@ -245,7 +265,7 @@ def item_dataset(data, batch_size, sampling="uniform", seed=0):
     def draw(k):
       # Inverse CDF on integers: r uniform in [0, total) falls in item i's slot
       # [cum[i-1], cum[i]) with probability count[i] / total.
-      r = tf.random.stateless_uniform([1, batch_size], seed=tf.stack([seed_t, k]),
+      r = tf.random.stateless_uniform([1, batch_size], seed=key(k),
                                       minval=0, maxval=total, dtype=tf.int64)
       index = tf.searchsorted(cumulative, r, side="right")            # [1, B]
       return {"item": tf.cast(index[0], tf.int64) + 1}

@@ -60,8 +60,43 @@ class RetrievalModel(keras.Model):
     """Hook run after the optimizer step (momentum updates and the like)."""
     return None
 
-  def training_callbacks(self):
-    """Keras callbacks the trainer must run (e.g. prototype refresh per epoch)."""
+  def auxiliary_streams(self, data, batch_size, seed, epoch):
+    """Extra inputs zipped into every training batch of `epoch`.
+
+    Returns a dict name -> `tf.data.Dataset`, e.g. the SSL paper's items drawn
+    uniformly from the catalog (`dcg_tf.data.pipeline.item_dataset`). Element
+    `k` of each stream arrives with main batch `k` of the epoch as
+    `batch["aux"][name]` (`dcg_tf.training.trainer.training_dataset`; a model
+    without streams gets no "aux" key). Each stream must be a pure function
+    of `(data, batch_size, seed, epoch)`, with randomness from stateless ops
+    keyed by them (never the global generator), and at least as long as the
+    epoch, so that a run resumed mid-epoch skips the same number of elements
+    of every stream and lands on the same inputs (docs/design.md, "tf.data
+    batches"). Default: no streams.
+
+    Args:
+      data: the `ProcessedDataset` being trained on.
+      batch_size: the trainer's batch size B (a stream may use its own).
+      seed: the run's seed.
+      epoch: the training epoch (0-based).
+    """
+    del data, batch_size, seed, epoch
+    return {}
+
+  def training_callbacks(self, data, seed):
+    """Epoch-level callbacks (`dcg_tf.training.callbacks.EpochCallback`).
+
+    E.g. PCL's prototype refresh at the start of every epoch. Their state is
+    non-trainable variables of this model, assigned in place. The trainer
+    (`dcg_tf.training.trainer.Trainer`) runs them; so does `model.fit(...,
+    callbacks=model.training_callbacks(data, seed))`, which however neither
+    zips `auxiliary_streams` nor resumes mid-epoch. Default: none.
+
+    Args:
+      data: the `ProcessedDataset` being trained on (callbacks may read it).
+      seed: the run's seed (randomness keyed by `(seed, epoch)`).
+    """
+    del data, seed
     return []
 
   def train_step(self, data):

@@ -114,16 +114,25 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,
                                           max_len=info["trainer"]["max_len"])))
-  model.compute_loss(_as_train_batch(batch), training=False)
+  model.compute_loss(_as_train_batch(batch, model, data), training=False)
   path = checkpoint_path(model_dir, checkpoint)
   tf.train.Checkpoint(model=model).restore(path).expect_partial()
   return model, data
 
 
-def _as_train_batch(eval_batch):
-  """An evaluation batch viewed as a training batch (its first target)."""
+def _as_train_batch(eval_batch, model, data):
+  """An evaluation batch viewed as a training batch (its first target).
+
+  With the model's auxiliary streams (`RetrievalModel.auxiliary_streams`, epoch
+  0) under "aux", as the trainer zips them, so that every variable the
+  training loss creates exists before the restore.
+  """
   batch = dict(eval_batch)
   batch["target"] = eval_batch["targets"][:, 0]
+  rows = int(batch["target"].shape[0])
+  streams = model.auxiliary_streams(data, batch_size=rows, seed=0, epoch=0)
+  if streams:
+    batch["aux"] = {name: next(iter(stream)) for name, stream in streams.items()}
   return batch
 
 

@@ -7,7 +7,16 @@ generator. Killed at any point and started again with the same arguments, the
 loop restores the latest checkpoint and continues from the same batch: the
 input of epoch `e` is a pure function of `(seed, e)` (see
 `dcg_tf.data.pipeline.train_dataset`), so skipping the batches already consumed
-lands on the exact next batch.
+lands on the exact next batch. The same holds for the model's auxiliary
+input streams (`RetrievalModel.auxiliary_streams`), zipped into each batch as
+`batch["aux"][name]` by `training_dataset` and skipped with it.
+
+Epoch-level state (`RetrievalModel.training_callbacks`, see
+`dcg_tf.training.callbacks.EpochCallback`) is refreshed at the start of every
+epoch, after the model is built; the refreshed state and the epoch it belongs
+to are variables of the model, so a resumed run neither repeats nor skips a
+refresh. A `steps` bound reached exactly at an epoch boundary stops before the
+next epoch begins (its refresh is left to the resumed run).
 
 Validation (`validate_every` > 0 and a `validate_fn`): after every
 `validate_every`-th epoch and after the last, `validate_fn(model)` returns a dict
@@ -54,6 +63,58 @@ class TrainerConfig:
   progress: bool = True
   validate_every: int = 0   # epochs between validations; 0: never.
   best_metric: str = ""     # with validation: keep the checkpoint maximising it.
+
+
+def steps_per_epoch(data, config):
+  """Batches per epoch, as `pipeline.train_dataset` forms them for `config`."""
+  lengths = np.diff(data.train_sequences().offsets)
+  lengths = lengths[lengths >= 2]
+  n = int((lengths - 1).sum()) if config.all_prefixes else lengths.size
+  if n < config.batch_size:
+    raise ValueError(
+        "%s has %d training examples per epoch, fewer than --batch_size=%d "
+        "(batches are full, the remainder is dropped): lower the batch size%s"
+        % (data.directory, n, config.batch_size,
+           "" if config.all_prefixes else " or use --all_prefixes"))
+  return n // config.batch_size
+
+
+def training_dataset(model, data, config, epoch):
+  """The training batches of `epoch`: main batches plus the model's streams.
+
+  Args:
+    model: a `RetrievalModel`; its `auxiliary_streams(data, batch_size, seed,
+      epoch)` are zipped in.
+    data: a `ProcessedDataset`.
+    config: a `TrainerConfig` (batch size, history length, seed, cuts).
+    epoch: the epoch index; the batches are a pure function of it and the seed.
+
+  Returns:
+    `tf.data.Dataset` of `pipeline.train_dataset` dicts; when the model has
+    streams, each also holds `"aux": {name: element k of that stream}` for
+    main batch k (docs/design.md, "tf.data batches").
+
+  Raises:
+    ValueError: a stream with fewer elements than the epoch has batches.
+  """
+  ds = pipeline.train_dataset(data, batch_size=config.batch_size,
+                              max_len=config.max_len, seed=config.seed,
+                              epoch=epoch, all_prefixes=config.all_prefixes,
+                              last_cut=config.last_cut)
+  streams = dict(model.auxiliary_streams(data, batch_size=config.batch_size,
+                                         seed=config.seed, epoch=epoch))
+  if not streams:
+    return ds
+  needed = steps_per_epoch(data, config)
+  for name, stream in streams.items():
+    length = int(stream.cardinality())
+    if 0 <= length < needed:
+      raise ValueError(
+          "%s.auxiliary_streams()[%r] has %d elements but epoch %d has %d batches: "
+          "make the stream infinite (e.g. Dataset.counter()) or at least as long "
+          "as the epoch" % (type(model).__name__, name, length, epoch, needed))
+  return tf.data.Dataset.zip((ds, streams)).map(
+      lambda batch, aux: dict(batch, aux=aux))
 
 
 class _Progress:
@@ -145,11 +206,7 @@ class Trainer:
     return path
 
   def _first_batch(self):
-    ds = pipeline.train_dataset(self.data, batch_size=self.config.batch_size,
-                                max_len=self.config.max_len, seed=self.config.seed,
-                                epoch=0, all_prefixes=self.config.all_prefixes,
-                                last_cut=self.config.last_cut)
-    return next(iter(ds))
+    return next(iter(training_dataset(self.model, self.data, self.config, 0)))
 
   def _build(self, batch):
     """Creates every variable (model and optimizer slots) before a restore."""
@@ -160,16 +217,7 @@ class Trainer:
 
   def steps_per_epoch(self):
     """Batches per epoch, as `pipeline.train_dataset` forms them."""
-    lengths = np.diff(self.data.train_sequences().offsets)
-    lengths = lengths[lengths >= 2]
-    n = int((lengths - 1).sum()) if self.config.all_prefixes else lengths.size
-    if n < self.config.batch_size:
-      raise ValueError(
-          "%s has %d training examples per epoch, fewer than --batch_size=%d "
-          "(batches are full, the remainder is dropped): lower the batch size%s"
-          % (self.data.directory, n, self.config.batch_size,
-             "" if self.config.all_prefixes else " or use --all_prefixes"))
-    return n // self.config.batch_size
+    return steps_per_epoch(self.data, self.config)
 
   def train(self):
     """Runs until `epochs` (or `steps`) are done; returns the last metrics."""
@@ -180,21 +228,23 @@ class Trainer:
             % (restored, int(self.global_step), int(self.epoch),
                int(self.step_in_epoch)), file=sys.stderr)
     writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
-    callbacks = list(self.model.training_callbacks())
+    per_epoch = self.steps_per_epoch()
+    callbacks = list(self.model.training_callbacks(self.data, config.seed))
+    if callbacks and not self.model.built:
+      # A refresh reads the weights: create them (as the first batch would).
+      self._build(self._first_batch())
     for callback in callbacks:
       callback.set_model(self.model)
-    per_epoch = self.steps_per_epoch()
     metrics = {}
     stop = False
     while int(self.epoch) < config.epochs and not stop:
+      if config.steps and int(self.global_step) >= config.steps:
+        break
       epoch = int(self.epoch)
       skip = int(self.step_in_epoch)
       for callback in callbacks:
         callback.on_epoch_begin(epoch)
-      ds = pipeline.train_dataset(self.data, batch_size=config.batch_size,
-                                  max_len=config.max_len, seed=config.seed,
-                                  epoch=epoch, all_prefixes=config.all_prefixes,
-                                  last_cut=config.last_cut)
+      ds = training_dataset(self.model, self.data, config, epoch)
       if skip:
         ds = ds.skip(skip)
       bar = _Progress(per_epoch, "epoch %d/%d" % (epoch + 1, config.epochs),
