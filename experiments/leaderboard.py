@@ -62,6 +62,10 @@ flags.DEFINE_multi_string("extra_flag", [],
 # What the board reports (full ranking): the published papers' cut-offs and
 # the depths candidate generation serves.
 KS = (10, 20, 50, 200)
+# Scored in-process without training (dcg_tf.evaluation.nonneural).
+NONNEURAL = ("most_popular", "transition")
+# The depths at which every model is judged against the transition baseline.
+DEPTHS = ("HR@10", "HR@20", "HR@50", "HR@200")
 
 
 def _pairs(items, what):
@@ -88,6 +92,23 @@ def _run(args, what):
     raise RuntimeError("%s failed (exit %d):\n%s" % (what, proc.returncode,
                                                      proc.stderr[-3000:]))
   return time.time() - start
+
+
+def score_baseline(dataset, data_dir, model, seed):
+  """A non-neural baseline (no training, no seed dependence) scored on test."""
+  from dcg_tf.data.dataset import ProcessedDataset  # pylint: disable=g-import-not-at-top
+  from dcg_tf.evaluation import nonneural  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  data = ProcessedDataset.load(data_dir)
+  metrics = nonneural.evaluate_baseline(model, data, "test", ks=KS)
+  return {"dataset": dataset, "model": model, "seed": seed,
+          "metrics": {k: v for k, v in metrics.items()
+                      if k.split("@")[0] in ("HR", "NDCG", "coverage")
+                      and k.split("@")[-1].isdigit()},
+          "num_users": metrics["num_users"], "epochs": 0, "best_epoch": 0,
+          "train_seconds": 0.0, "eval_seconds": round(time.time() - start, 1),
+          "config": None, "dataset_fingerprint": data.fingerprint,
+          "commit": _commit()}
 
 
 def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flags):
@@ -183,14 +204,47 @@ def render(records, published, command=""):
                                                else 4) if values else "-")
       best = comparison.summarize([r["best_epoch"] for r in runs])
       minutes = comparison.summarize([r["train_seconds"] / 60.0 for r in runs])
-      lines.append("| %s | %s | %.1f / %d | %.1f min |" % (
-          model, " | ".join(cells), best["mean"], runs[0]["epochs"], minutes["mean"]))
+      budget = ("no training" if model in NONNEURAL else
+                "%.1f / %d" % (best["mean"], runs[0]["epochs"]))
+      lines.append("| %s | %s | %s | %.1f min |" % (
+          model, " | ".join(cells), budget, minutes["mean"]))
     for row in published.get(dataset, []):  # "_sources" is not a dataset
       cells = ["*%.4f*" % row[c] if c in row else "" for c in COLUMNS]
       lines.append("| *%s (published: %s)* | %s | | |" % (
           row["model"], row["source"], " | ".join(cells)))
-    lines.append("")
+    lines += [""] + _against_transition(groups, dataset) + [""]
   return "\n".join(lines) + "\n"
+
+
+def _against_transition(groups, dataset):
+  """Which models do not beat the first-order transition baseline, per depth."""
+  reference = groups.get((dataset, "transition"))
+  if not reference:
+    return ["(The transition baseline has no run on this dataset yet.)"]
+  lines = ["Against the first-order transition baseline (items that followed "
+           "the user's last item): a model beats it at a depth when its mean "
+           "is higher; \"clearly\" when by more than two of its standard "
+           "deviations."]
+  for depth in DEPTHS:
+    if depth not in reference[0]["metrics"]:
+      continue
+    bar = reference[0]["metrics"][depth]
+    below, above, clear = [], [], []
+    for (d, model), runs in sorted(groups.items()):
+      if d != dataset or model in NONNEURAL:
+        continue
+      summary = comparison.summarize([r["metrics"][depth] for r in runs])
+      if summary["mean"] <= bar:
+        below.append(model)
+      elif summary["n"] > 1 and summary["mean"] - bar > 2 * summary["std"]:
+        clear.append(model)
+      else:
+        above.append(model)
+    lines.append("- %s (transition %.4f): clearly above: %s; above: %s; "
+                 "**not above: %s**" % (depth, bar, ", ".join(clear) or "none",
+                                        ", ".join(above) or "none",
+                                        ", ".join(below) or "none"))
+  return lines
 
 
 def main(argv):
@@ -206,21 +260,28 @@ def main(argv):
                              "(run experiments.preprocess)" % (name, folder))
     configs = {}
     for model in FLAGS.models:
+      if model in NONNEURAL:
+        continue
       configs[model] = os.path.join(FLAGS.configs, model + ".cfg")
       if not os.path.exists(configs[model]):
         raise app.UsageError("no flagfile %s for model %s" % (configs[model], model))
     seeds = [int(s) for s in FLAGS.seeds]
-    todo = [(d, m, s) for s in seeds for d in datasets for m in FLAGS.models
+    # A non-neural baseline is deterministic: one run (seed 0) stands for all.
+    runs = [(d, m, s) for s in seeds for d in datasets for m in FLAGS.models
+            if not (m in NONNEURAL and s != seeds[0])]
+    todo = [(d, m, s) for d, m, s in runs
             if not os.path.exists(result_path(FLAGS.results_dir, d, m, s))]
-    print("%d runs to do (%d done)" % (
-        len(todo), len(seeds) * len(datasets) * len(FLAGS.models) - len(todo)),
+    print("%d runs to do (%d done)" % (len(todo), len(runs) - len(todo)),
           file=sys.stderr)
     failed = []
     for number, (dataset, model, seed) in enumerate(todo, 1):
       start = time.time()
       try:
-        record = train_and_score(dataset, datasets[dataset], model, seed,
-                                 configs[model], FLAGS.work_dir, FLAGS.extra_flag)
+        if model in NONNEURAL:
+          record = score_baseline(dataset, datasets[dataset], model, seed)
+        else:
+          record = train_and_score(dataset, datasets[dataset], model, seed,
+                                   configs[model], FLAGS.work_dir, FLAGS.extra_flag)
       except RuntimeError as e:  # one failed run does not stop the board
         failed.append("%s %s seed %d" % (dataset, model, seed))
         print("[%d/%d] FAILED: %s" % (number, len(todo), e), file=sys.stderr)

@@ -104,6 +104,16 @@ def read_eval_users(data, split):
   return users, [np.asarray(h, np.int64) for h in histories], padded
 
 
+def earlier_items(data, users, histories, source=""):
+  """Each user's items before the evaluated targets: training items + history."""
+  offsets, train_items = data.train_items_per_user()
+  if users.max() >= offsets.size - 1 or users.min() < 1:
+    raise ValueError("%s: user index outside 1..%d" % (source or data.directory,
+                                                      offsets.size - 2))
+  return [np.union1d(train_items[offsets[u]:offsets[u + 1]], h)
+          for u, h in zip(users, histories)]
+
+
 def encode_users(user_tower_fn, data, split, users, max_len, batch_size, progress):
   """Runs `user_tower_fn` over `pipeline.eval_dataset`; rows follow `users`."""
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -231,12 +241,7 @@ def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full"
                      "model (trained with validation folded in), so the valid "
                      "split cannot score it; evaluate on test" % data.directory)
   users, histories, targets = read_eval_users(data, split)
-  offsets, train_items = data.train_items_per_user()
-  if users.max() >= offsets.size - 1 or users.min() < 1:
-    raise ValueError("%s: user index outside 1..%d" % (data.eval_file(split),
-                                                      offsets.size - 2))
-  earlier = [np.union1d(train_items[offsets[u]:offsets[u + 1]], h)
-             for u, h in zip(users, histories)]
+  earlier = earlier_items(data, users, histories, data.eval_file(split))
   vectors, mask = encode_users(user_tower_fn, data, split, users, max_len,
                                batch_size, progress)
   negatives = None

@@ -28,11 +28,11 @@ def test_leaderboard_runs_resumes_and_renders(tmp_path):
   published = tmp_path / "published.json"
   published.write_text(json.dumps({"tiny": [
       {"model": "SASRec", "source": "somewhere", "HR@10": 0.0605}]}))
-  args = ["--datasets=tiny=" + data_dir, "--models=two_tower", "--seeds=0,1",
+  args = ["--datasets=tiny=" + data_dir, "--models=two_tower,transition", "--seeds=0,1",
           "--work_dir=" + str(tmp_path / "runs"), "--results_dir=" + str(results),
           "--output=" + str(page), "--published=" + str(published)] + TINY
   log = _board(*args)
-  assert "2 runs to do (0 done)" in log
+  assert "3 runs to do (0 done)" in log   # the transition baseline runs once
   records = [json.loads((results / "tiny" / "two_tower" / ("seed%d.json" % s)).read_text())
              for s in (0, 1)]
   for seed, record in enumerate(records):
@@ -49,7 +49,9 @@ def test_leaderboard_runs_resumes_and_renders(tmp_path):
   assert len(row) == 1 and cell in row[0], (cell, row)
   assert "*SASRec (published: somewhere)*" in text and "*0.0605*" in text
   # Finished runs are not run again; the page is rebuilt from the records.
-  assert "0 runs to do (2 done)" in _board(*args)
+  assert "0 runs to do (3 done)" in _board(*args)
+  assert "| transition |" in text and "no training" in text
+  assert "Against the first-order transition baseline" in text
   page.unlink()
   _board("--render_only", "--results_dir=" + str(results), "--output=" + str(page),
          "--published=" + str(published))
