@@ -281,6 +281,11 @@ class CLRecModel(RetrievalModel):
     outputs["loss"] = total
     return outputs
 
+  def before_apply_gradients(self, grads_and_vars):
+    for encoder in (self.item_key_encoder, self.user_key_encoder):
+      if encoder is not None:
+        encoder.catch_up(grads_and_vars, self.optimizer)
+
   def after_train_step(self):
     for encoder in (self.item_key_encoder, self.user_key_encoder):
       if encoder is not None:
