@@ -43,6 +43,8 @@ class CLRecModel(RetrievalModel):
     momentum: None, or m of a MoCo key encoder (copy of the item tower, and of
       the user tower for u2u) that fills the cached queues (Table 7). Only
       with `queue="cached"`. The present batch still uses the online towers.
+      With a lazy optimizer (LazyAdam, the trainer's default) the key copies
+      cost O(rows in the batch) per step (`MomentumEncoder`).
     u2u_weight: weight of the u2u loss (0 disables the task).
     u2u_queue_size: size of the u2u queue (cached user representations).
     u2u_max_after: the "after" sequence holds at most this many clicks (B.4).

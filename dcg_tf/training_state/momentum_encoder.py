@@ -229,30 +229,41 @@ class MomentumEncoder(NestedLayerConfig, keras.layers.Layer):
         return tf.constant(True)
     return tf.cond(self.initialized, lambda: tf.constant(False), copy)
 
-  def _advance(self, table, rows, extra):
-    """Brings key rows to step `step + extra` by d applications of Eq. 2.
+  def _caught_up(self, table, rows):
+    """Key rows brought up to `step` by d applications of Eq. 2.
 
-    k <- m^d k + (1 - m^d) o with d = step + extra - last_step (per row), exact
-    while the online rows have not changed since `last_step`. `rows` int64 [U]
-    (unique), or None for every row.
+    k <- m^d k + (1 - m^d) o with d = step - last_step (per row), exact while
+    the online rows have not changed since `last_step`. `rows` int64 [U]
+    (unique), or None for every row. Returns the new values ([U, ...] or the
+    whole table).
     """
     online, key, last = table
-    step = self.step.read_value() + extra
+    step = self.step.read_value()
     if rows is None:
-      behind = step - last                                          # [N]
+      behind = step - last.read_value()                             # [N]
     else:
       behind = step - tf.gather(last, rows)                         # [U]
     decay = tf.pow(tf.constant(self.momentum, key.dtype),
                    tf.cast(behind, key.dtype))                      # [U]
     decay = tf.reshape(decay, [-1] + [1] * (key.shape.rank - 1))    # [U, 1]
     if rows is None:
-      return [key.assign(decay * key + (1.0 - decay) * online),
-              last.assign(tf.fill(tf.shape(last), step))]
-    values = (decay * tf.gather(key, rows)
-              + (1.0 - decay) * tf.gather(online, rows))            # [U, D]
+      return decay * key + (1.0 - decay) * online                   # [N, D]
+    return (decay * tf.gather(key, rows)
+            + (1.0 - decay) * tf.gather(online, rows))              # [U, D]
+
+  def _write(self, table, rows, values, step):
+    """Writes key `values` of `rows` (None: all) and their `last_step`."""
+    _, key, last = table
+    if rows is None:
+      return [key.assign(values), last.assign(tf.fill(tf.shape(last), step))]
     return [key.scatter_update(tf.IndexedSlices(values, rows)),
-            last.scatter_update(tf.IndexedSlices(
-                tf.fill(tf.shape(rows), step), rows))]
+            last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), step),
+                                                 rows))]
+
+  def _advance(self, table, rows):
+    """Catches up key rows (None: all) to the present step, in place."""
+    return self._write(table, rows, self._caught_up(table, rows),
+                       self.step.read_value())
 
   def _catch_up_reads(self, inputs):
     """Catches up the table rows that `key_tower(inputs)` reads."""
@@ -267,16 +278,12 @@ class MomentumEncoder(NestedLayerConfig, keras.layers.Layer):
                         if x.dtype.is_floating])
     ops = []
     for table, gradient in zip(tables, tape.gradient(total, keys)):
-      ops += self._advance_read_rows(table, gradient, extra=0)
+      if isinstance(gradient, tf.IndexedSlices):
+        rows, _ = tf.unique(tf.cast(gradient.indices, tf.int64))     # [U]
+        ops += self._advance(table, rows)
+      elif gradient is not None:
+        ops += self._advance(table, None)      # a dense read: every row
     return ops
-
-  def _advance_read_rows(self, table, gradient, extra):
-    if gradient is None:
-      return []
-    if isinstance(gradient, tf.IndexedSlices):
-      rows, _ = tf.unique(tf.cast(gradient.indices, tf.int64))       # [U]
-      return self._advance(table, rows, extra)
-    return self._advance(table, None, extra)    # a dense gradient: every row
 
   def call(self, inputs, training=False):
     if not self._towers_called:
@@ -294,10 +301,11 @@ class MomentumEncoder(NestedLayerConfig, keras.layers.Layer):
     """Before `optimizer.apply_gradients(grads_and_vars)`: catch up its rows.
 
     Brings every key table row that the optimizer is about to change up to
-    date with the online row's present (old) value and remembers the rows for
-    `update`. With a dense optimizer (see `lazy`) nothing is remembered and
+    date with the online row's present (old) value, and keeps the rows and
+    their values for `update`, which writes them (nothing reads the key copy
+    in between). With a dense optimizer (see `lazy`) nothing is kept and
     `update` averages every row; rows left behind by earlier lazy steps are
-    caught up first. Returns the assign ops.
+    caught up here first. Returns the ops.
     """
     self._pending = None
     tables = self._tables()
@@ -307,7 +315,7 @@ class MomentumEncoder(NestedLayerConfig, keras.layers.Layer):
       def catch_up_all():
         ops = []
         for table in tables:
-          ops += self._advance(table, None, extra=0)
+          ops += self._advance(table, None)
         with tf.control_dependencies(ops):
           return tf.constant(True)
       behind = [tf.reduce_any(last < self.step) for _, _, last in tables]
@@ -316,7 +324,7 @@ class MomentumEncoder(NestedLayerConfig, keras.layers.Layer):
       return [tf.cond(tf.reduce_any(tf.stack(behind)), catch_up_all,
                       lambda: tf.constant(False))]
     gradients = {v.ref(): g for g, v in grads_and_vars}
-    ops, pending = [], []
+    pending = []
     for table in tables:
       gradient = gradients.get(table[0].ref())
       if isinstance(gradient, tf.IndexedSlices):
@@ -324,33 +332,40 @@ class MomentumEncoder(NestedLayerConfig, keras.layers.Layer):
       elif gradient is not None:
         rows = tf.range(table[0].shape[0], dtype=tf.int64)           # every row
       else:
-        rows = None                                                  # untouched
-      pending.append(rows)
-      if rows is not None:
-        ops += self._advance(table, rows, extra=0)
+        pending.append(None)                                         # untouched
+        continue
+      # The caught-up rows are kept, not written: `update` writes them once,
+      # one step further (nothing reads the key copy in between).
+      pending.append((rows, self._caught_up(table, rows)))
     self._pending = pending
-    return ops
+    return [values for entry in pending if entry is not None
+            for values in entry]
 
   def update(self):
     """One step of Eq. 2: theta_k <- m theta_k + (1 - m) theta_q.
 
     Dense trainable float weights are averaged and other non-shared weights
-    copied. Embedding tables: after `catch_up` (lazy), only the rows it found;
-    otherwise every row. Returns the ops.
+    copied. Embedding tables: after a lazy `catch_up`, only the rows it found
+    (written once, from the values it caught up); otherwise every row, which
+    must then be up to date (a dense `catch_up` sees to it). Returns the ops.
     """
     pending, self._pending = self._pending, None
     tables = self._tables()
     table_refs = {table[0].ref(): i for i, table in enumerate(tables)}
+    step = self.step.read_value() + 1
+    m = self.momentum
     ops = []
     for o, k in self.weight_pairs():
       if o.ref() in table_refs:
-        i = table_refs[o.ref()]
-        if pending is None:
-          ops += self._advance(tables[i], None, extra=1)
-        elif pending[i] is not None:
-          ops += self._advance(tables[i], pending[i], extra=1)
+        table = tables[table_refs[o.ref()]]
+        if pending is None:    # dense: every row (all current, see catch_up)
+          ops += self._write(table, None, m * k + (1.0 - m) * o, step)
+        elif pending[table_refs[o.ref()]] is not None:
+          rows, caught = pending[table_refs[o.ref()]]
+          values = m * caught + (1.0 - m) * tf.gather(o, rows)       # [U, D]
+          ops += self._write(table, rows, values, step)
       elif o.dtype.is_floating and o.trainable:
-        ops.append(k.assign(self.momentum * k + (1.0 - self.momentum) * o))
+        ops.append(k.assign(m * k + (1.0 - m) * o))
       else:
         ops.append(k.assign(o))
     with tf.control_dependencies(ops):
