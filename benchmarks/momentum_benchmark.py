@@ -25,6 +25,7 @@ multiplicities. The two are timed in alternating rounds in one process
 
   python -m benchmarks.momentum_benchmark            # 10M vs 10K items, dim 32
   python -m benchmarks.momentum_benchmark --quick    # smoke test
+  python -m benchmarks.momentum_benchmark --dense_rounds 5   # + the dense update
 """
 
 import os
@@ -55,6 +56,10 @@ def parse_args(argv):
   parser.add_argument("--batch_size", type=int, default=256)
   parser.add_argument("--history_len", type=int, default=50)
   parser.add_argument("--momentum", type=float, default=0.999)
+  parser.add_argument("--dense_rounds", type=int, default=0,
+                      help="also time this many single dense updates "
+                      "(MomentumEncoder(lazy=False): every row, the old cost) "
+                      "of the large catalog, after the main rounds")
   return common.parse(parser, argv, quick=dict(
       large_items=20_000, small_items=1_000, batch_size=16, history_len=5,
       rounds=2, steps_per_round=3))
@@ -73,6 +78,16 @@ def build(num_items, dim, momentum, seed):
   online(tf.constant([1], tf.int64))
   keys = MomentumEncoder(online, momentum, name="item_key_encoder")
   return online, keys
+
+
+def update_fn(keys, optimizer, weights):
+  """One key-encoder update as `CLRecModel.train_step` runs it."""
+  def update(targets, grads):
+    out = keys(targets)                                  # reads: caught up
+    keys.catch_up(list(zip(grads, weights)), optimizer)  # rows of the step
+    keys.update()                                        # after the step
+    return out
+  return tf.function(update)
 
 
 def make_batches(args, count=4):
@@ -121,15 +136,7 @@ def main(argv=None):
                else relabel(small_batches, num_items, args.seed))
     inputs = [(tf.constant(targets, tf.int64), gradients(online, touched))
               for targets, touched in batches]
-    weights = online.trainable_weights
-
-    def update(targets, grads, keys=keys, optimizer=optimizer, weights=weights):
-      out = keys(targets)                                  # reads: caught up
-      keys.catch_up(list(zip(grads, weights)), optimizer)  # rows of the step
-      keys.update()                                        # after the step
-      return out
-
-    step = tf.function(update)
+    step = update_fn(keys, optimizer, online.trainable_weights)
     for targets, grads in inputs:  # build, trace, warm up
       step(targets, grads).numpy()
     table = keys.key_tower.item_embedding.id_embedding.embeddings
@@ -139,6 +146,11 @@ def main(argv=None):
           % (name, num_items, table.shape, time.perf_counter() - start,
              distinct_rows[name]))
     setups[name] = (step, inputs)
+    if name == "large" and args.dense_rounds:
+      dense_keys = MomentumEncoder(online, args.momentum, lazy=False,
+                                   name="dense_key_encoder")
+      dense = (update_fn(dense_keys, optimizer, online.trainable_weights), inputs)
+      dense[0](*inputs[0]).numpy()
 
   def one_round(step, inputs):
     def run():
@@ -152,12 +164,20 @@ def main(argv=None):
   wall = {name: [t / args.steps_per_round for t in ts] for name, ts in wall.items()}
   cpu = {name: [t / args.steps_per_round for t in ts] for name, ts in cpu.items()}
   median, median_cpu = common.median(wall), common.median(cpu)
+  if args.dense_rounds:
+    dense_wall, dense_cpu = common.alternating_rounds(
+        {"large_dense": lambda: dense[0](*dense[1][0]).numpy()}, args.dense_rounds)
+    wall.update(dense_wall)
+    cpu.update(dense_cpu)
+    median.update(common.median(dense_wall))
+    median_cpu.update(common.median(dense_cpu))
   ratio = median["large"] / median["small"]
   ratio_cpu = median_cpu["large"] / median_cpu["small"]
   print("batch %d targets, %d ids touched, dim %d, m %g, %d rounds x %d updates"
         % (args.batch_size, args.batch_size * (args.history_len + 1), args.dim,
            args.momentum, args.rounds, args.steps_per_round))
-  for name, num_items in sizes.items():
+  for name, num_items in dict(sizes, **({"large_dense": args.large_items}
+                                          if args.dense_rounds else {})).items():
     print("%-6s %11d items: median update %.3f ms wall, %.3f ms CPU (wall rounds: %s)"
           % (name, num_items, 1e3 * median[name], 1e3 * median_cpu[name],
              ", ".join("%.2f" % (1e3 * t) for t in wall[name])))
