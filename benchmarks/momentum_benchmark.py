@@ -68,7 +68,7 @@ def parse_args(argv):
 def build(num_items, dim, momentum, seed):
   """CLRec's item tower on a catalog of `num_items` and its key encoder."""
   keras.utils.set_random_seed(seed)
-  category = (np.arange(num_items + 1, dtype=np.int64) % NUM_CATEGORIES).astype(np.int32)
+  category = (np.arange(num_items + 1) % NUM_CATEGORIES).astype(np.int32)
   embedding = ItemEmbedding(
       num_items, dim, combine="sum",
       features=[{"name": "category", "kind": "single",
