@@ -56,6 +56,11 @@ class RetrievalModel(keras.Model):
     """Returns a dict of scalars with at least "loss" (the total to minimise)."""
     raise NotImplementedError
 
+  def before_apply_gradients(self, grads_and_vars):
+    """Hook run just before the optimizer step, given its (gradient, variable)
+    pairs: e.g. a momentum encoder catches up the rows the step will change."""
+    return None
+
   def after_train_step(self):
     """Hook run after the optimizer step (momentum updates and the like)."""
     return None
@@ -107,8 +112,9 @@ class RetrievalModel(keras.Model):
         loss = loss + tf.add_n(self.losses)
     variables = self.trainable_variables
     gradients = tape.gradient(loss, variables)
-    self.optimizer.apply_gradients(
-        (g, v) for g, v in zip(gradients, variables) if g is not None)
+    grads_and_vars = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+    self.before_apply_gradients(grads_and_vars)
+    self.optimizer.apply_gradients(grads_and_vars)
     self.after_train_step()
     return dict(outputs, loss=loss)
 

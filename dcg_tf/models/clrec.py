@@ -43,6 +43,8 @@ class CLRecModel(RetrievalModel):
     momentum: None, or m of a MoCo key encoder (copy of the item tower, and of
       the user tower for u2u) that fills the cached queues (Table 7). Only
       with `queue="cached"`. The present batch still uses the online towers.
+      With a lazy optimizer (LazyAdam, the trainer's default) the key copies
+      cost O(rows in the batch) per step (`MomentumEncoder`).
     u2u_weight: weight of the u2u loss (0 disables the task).
     u2u_queue_size: size of the u2u queue (cached user representations).
     u2u_max_after: the "after" sequence holds at most this many clicks (B.4).
@@ -280,6 +282,11 @@ class CLRecModel(RetrievalModel):
       total = total + self.u2u_weight * u2u
     outputs["loss"] = total
     return outputs
+
+  def before_apply_gradients(self, grads_and_vars):
+    for encoder in (self.item_key_encoder, self.user_key_encoder):
+      if encoder is not None:
+        encoder.catch_up(grads_and_vars, self.optimizer)
 
   def after_train_step(self):
     for encoder in (self.item_key_encoder, self.user_key_encoder):

@@ -34,11 +34,45 @@ def test_optimizer_benchmark_quick(tmp_path):
 def test_step_time_benchmark_quick():
   summary = _load("step_time_benchmark").main(["--quick"])
   assert summary["sizes"] == {"small": 1_000, "large": 20_000}
-  median = summary["median_step_seconds"]
-  for name, times in summary["step_seconds"].items():
-    assert len(times) == 2 and all(t > 0 for t in times)
-    assert median[name] == np.median(times)
-  assert math.isclose(summary["ratio"], median["large"] / median["small"])
+  for name in ("small", "large"):
+    assert len(summary["step_seconds"][name]) == 2
+    for field in ("median_step_seconds", "median_step_cpu_seconds",
+                  "seconds_per_distinct_row", "cpu_seconds_per_distinct_row"):
+      assert summary[field][name] > 0, field
+  # The controlled comparison: both catalogs saw the same distinct rows per batch.
+  rows = summary["unique_rows_per_batch"]
+  assert rows["small"] == rows["large"] and len(rows["small"]) == 4
+  assert summary["ratio"] > 0 and summary["ratio_cpu"] > 0
+
+
+def test_step_time_benchmark_batches_differ_only_by_relabelling():
+  module = _load("step_time_benchmark")
+  args = module.parse_args(["--quick"])
+  small = module.make_batches(1_000, args)
+  large = module.relabel(small, 20_000, seed=0)
+  for a, b in zip(small, large):
+    ids_a = np.concatenate([a["history"].numpy().ravel(), a["target"].numpy()])
+    ids_b = np.concatenate([b["history"].numpy().ravel(), b["target"].numpy()])
+    assert ids_b.max() <= 20_000 and ids_b.max() > 1_000   # spread over the catalog
+    np.testing.assert_array_equal(ids_a == 0, ids_b == 0)  # padding stays padding
+    # A one-to-one relabelling: equal ids stay equal, different ones different.
+    np.testing.assert_array_equal(ids_a[:, None] == ids_a[None, :],
+                                  ids_b[:, None] == ids_b[None, :])
+    np.testing.assert_array_equal(a["history_mask"].numpy(), b["history_mask"].numpy())
+
+
+def test_momentum_benchmark_quick(tmp_path):
+  out = tmp_path / "momentum.json"
+  summary = _load("momentum_benchmark").main(["--quick", "--output", str(out)])
+  assert summary["sizes"] == {"small": 1_000, "large": 20_000}
+  for name in ("small", "large"):
+    assert len(summary["update_seconds"][name]) == 2
+    assert summary["median_update_seconds"][name] > 0
+    assert summary["median_update_cpu_seconds"][name] > 0
+  rows = summary["distinct_rows_per_batch"]
+  assert rows["small"] == rows["large"] > 0
+  assert summary["ratio"] > 0 and summary["ratio_cpu"] > 0
+  assert out.read_text().startswith("{")
 
 
 def test_tfrs_comparison_benchmark_quick():

@@ -10,9 +10,9 @@ from dcg_tf._keras import keras
 from dcg_tf.towers.clrec_user_tower import CLRecUserTower
 from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding
 from dcg_tf.towers.item_tower import ItemTower
-from dcg_tf.training_state.momentum_encoder import _ordered_weights
 from dcg_tf.losses.in_batch_softmax import in_batch_softmax
 from dcg_tf.models.clrec import CLRecModel
+from dcg_tf.optimizers import LazyAdam
 
 NUM_ITEMS, L = 12, 5
 
@@ -180,7 +180,9 @@ def test_checkpoint_round_trip_restores_queues_and_key_encoder(tmp_path):
   training_only = (model.item_queue.weights + model.item_id_queue.weights
                    + model.u2u_queue.weights + model.item_key_encoder.weights
                    + model.user_key_encoder.weights)
-  assert not tower_refs & {w.ref() for w in training_only}
+  # ... apart from the catalog arrays, which the key copies share (read-only).
+  catalog = {w.ref() for w in item_tower.item_embedding.item_features.weights}
+  assert catalog and tower_refs & {w.ref() for w in training_only} == catalog
   state = [w.numpy().copy() for w in model.non_trainable_weights]
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
   user2, item2 = _towers(seed=7)
@@ -206,22 +208,47 @@ def test_training_reduces_loss_and_momentum_follows_after_step():
   # Six distinct targets: five in-batch negatives per row.
   batch = _batch([1, 2, 3, 4, 5, 6], [[7, 8], [9], [10, 11, 12], [7], [8, 9], [12]])
   start = model.compute_loss(batch, training=False)["loss"].numpy()  # no enqueue
-  online = model.item_key_encoder.online
-  key_before = [w.numpy().copy() for w in _ordered_weights(
-      model.item_key_encoder.key_tower)]
+  pairs = model.item_key_encoder.weight_pairs()
+  key_before = [k.numpy().copy() for _, k in pairs]
   step = model.train_step   # eager: tracing costs more than 20 tiny steps
   step(batch)
-  online_after = [w.numpy() for w in _ordered_weights(online)]
-  for k, kb, o in zip(_ordered_weights(model.item_key_encoder.key_tower),
-                      key_before, online_after):
+  # keras Adam moves every row: the key gets Eq. 2 on every row of every weight.
+  for (o, k), kb in zip(pairs, key_before):
     if k.dtype.is_floating:
-      np.testing.assert_allclose(k.numpy(), 0.9 * kb + 0.1 * o, atol=1e-6)
+      np.testing.assert_allclose(k.numpy(), 0.9 * kb + 0.1 * o.numpy(), atol=1e-6)
   for _ in range(20):
     step(batch)
   model.item_queue.reset()      # evaluate on the batch alone, as at the start
   model.item_id_queue.reset()
   end = model.compute_loss(batch, training=False)["loss"].numpy()
   assert end < 0.5 * start, (start, end)
+
+
+def test_lazy_momentum_in_train_step_equals_dense_ema():
+  # LazyAdam: the key tables are caught up lazily around apply_gradients
+  # (before_apply_gradients / after_train_step); reading every item at the end
+  # must give Eq. 2 applied to every weight at every step, here in NumPy.
+  user_tower, item_tower = _towers()
+  model = CLRecModel(user_tower, item_tower, queue="cached", queue_size=12,
+                     momentum=0.8)
+  model.compile(optimizer=LazyAdam(0.05))
+  batches = [BATCH1, BATCH2, _batch([6, 7, 1], [[2], [3, 4], [5]])]
+  model.compute_loss(BATCH1, training=False)      # builds the key copy
+  pairs = model.item_key_encoder.weight_pairs()
+  reference = [o.numpy().astype(np.float64) for o, _ in pairs]
+  for step in range(6):
+    model.train_step(batches[step % 3])
+    reference = [0.8 * r + 0.2 * o.numpy() for r, (o, _) in zip(reference, pairs)]
+  # Lazy: items 8..12 are not in the last batch, so their key rows were not
+  # written at its step (6); each table has one `last_steps` entry per row.
+  encoder = model.item_key_encoder
+  assert int(encoder.step.numpy()) == 6
+  id_rows = [last.numpy() for last in encoder.last_steps
+             if last.shape[0] == NUM_ITEMS + 1]
+  assert len(id_rows) == 1 and (id_rows[0][8:] < 6).all()
+  encoder(tf.range(NUM_ITEMS + 1, dtype=tf.int64))
+  for (_, k), r in zip(pairs, reference):
+    np.testing.assert_allclose(k.numpy(), r, rtol=1e-5, atol=1e-6, err_msg=k.name)
 
 
 def test_u2u_split_is_before_and_after_a_sampled_time():
