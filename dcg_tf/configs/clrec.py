@@ -36,6 +36,7 @@ CLREC_DEFAULTS = dict(
     u2u_queue_size=2560,
     u2u_max_after=10,
     remove_accidental_hits=True,
+    num_negatives=None,        # int L: exactly L negatives per row, as the baselines' L draws
 )
 
 SAMPLED_SOFTMAX_DEFAULTS = dict(ENCODER_DEFAULTS, proposal_power=1.0)
@@ -72,7 +73,7 @@ def build_clrec(params, data):
       u2u_queue_size=params["u2u_queue_size"],
       u2u_max_after=params["u2u_max_after"],
       remove_accidental_hits=params["remove_accidental_hits"],
-      seed=params["seed"],
+      seed=params["seed"], num_negatives=params["num_negatives"],
       all_positions=params["all_positions"])
 
 
