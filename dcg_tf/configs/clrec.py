@@ -6,6 +6,9 @@ the sum of id and feature embeddings, the user encoder is `CLRecUserTower`,
 both l2-normalised, cosine similarity with temperature 0.07), so that a
 comparison between them changes only the loss. `queue_size` is the queue of
 CLRec and the number of sampled negatives of the baselines (appendix B.3).
+A CLRec row also sees the batch's live positives (with `all_positions`, every
+position's): `num_negatives` caps it at the baselines' count
+(`CLRecModel`; docs/results/clrec.md, "Negatives per row").
 """
 
 from dcg_tf.towers.item_tower import ItemTower

@@ -10,6 +10,10 @@ steps are:
    the saved negatives);
 3. compute `dcg_tf.evaluation.metrics` on the ranked lists.
 
+Any protocol can rank by `s(u, i) + beta * log p(i)` instead (`popularity_beta`,
+`dcg_tf.evaluation.popularity_correction`); `evaluate_betas` scores a grid of
+betas with the users encoded once.
+
 Result keys: `HR@K`, `Recall@K`, `NDCG@K`, `MRR`, `coverage@K`, `popularity@K`,
 `head_HR@K`, `head_Recall@K`, `tail_HR@K`, `tail_Recall@K`, `head_num_users`,
 `tail_num_users`, `num_users`. The sampled protocols rank M + 100 candidates,
