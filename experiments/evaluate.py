@@ -4,7 +4,7 @@ r"""Evaluates a trained model under one protocol; writes JSON, prints Markdown.
       --protocol=full|popular100|uniform100 --output=FILE.json \
       [--split=test] [--keep_train_items] [--ks=1,5,10,20,50,100,200,500] \
       [--candidates_dir=DIR] [--debias_png=FILE.png [--compare=NAME=DIR,...]] \
-      [--checkpoint=latest|best]
+      [--checkpoint=latest|best] [--beta=0]
 
 Rebuilds the model of `model_dir` (`dcg_tf.training.checkpoint`), computes the
 item embeddings `item_tower(1..N)` in batches and runs
@@ -17,6 +17,11 @@ With `--debias_png`, also CLRec's Table 10 and Figure 4 (aggregate diversity of
 the top-10 of one sequence per training user; degree-bucket impression
 histogram) for this model and the models of `--compare`, stored under
 "debias" in the JSON.
+
+With `--beta`, items are ranked by `s(u, i) + beta * log p(i)`, p the smoothed
+training popularity (`dcg_tf.evaluation.popularity_correction`); the JSON
+records beta and p's definition under "popularity". `--beta=0` (default) is
+the plain ranking.
 """
 
 import json
@@ -29,6 +34,7 @@ from absl import flags
 import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.evaluation import debias
 from dcg_tf.evaluation import evaluator
+from dcg_tf.evaluation import popularity_correction
 from dcg_tf.evaluation import protocols
 from dcg_tf.towers.encode_catalog import encode_catalog
 from dcg_tf.training import checkpoint
@@ -56,11 +62,14 @@ flags.DEFINE_list("compare", [],
 flags.DEFINE_enum("checkpoint", "latest", list(checkpoint.CHECKPOINTS),
                   "Which weights: the end of training or the best validation epoch "
                   "(training with --validate_every); also for --compare.")
+flags.DEFINE_float("beta", 0.0,
+                   "Popularity knob: rank by s(u, i) + beta * log p(i), p the "
+                   "smoothed training popularity; 0 = the plain ranking.")
 
 # Provenance keys of the output JSON, beside the metric keys.
 _META_KEYS = ("protocol", "split", "model_dir", "experiment", "data_dir",
               "dataset_fingerprint", "exclude_train_items", "max_len", "debias",
-              "checkpoint")
+              "checkpoint", "popularity")
 
 
 def _load(model_dir, data_dir, which="latest"):
@@ -72,15 +81,20 @@ def _load(model_dir, data_dir, which="latest"):
 def run(model_dir, data_dir=None, protocol="full", split="test",
         keep_train_items=False, ks=evaluator.DEFAULT_KS, batch_size=512, max_len=None,
         candidates_dir=None, seed=None, debias_png=None, compare=None,
-        which="latest"):
+        which="latest", beta=0.0):
   """Evaluates `model_dir`; returns the JSON-ready results dict."""
+  if beta and debias_png:
+    raise ValueError("--debias_png ranks without the popularity knob; run it "
+                     "with --beta=0")
   info, model, data = _load(model_dir, data_dir, which)
   max_len = max_len or info.get("trainer", {}).get("max_len", 50)
   items = encode_catalog(model.item_tower, data.num_items)
   results = evaluator.evaluate(
       evaluator.model_user_tower_fn(model), items, data, split=split, protocol=protocol, ks=ks,
       exclude_train=not keep_train_items, max_len=max_len, batch_size=batch_size,
-      candidates_dir=candidates_dir, seed=seed)
+      candidates_dir=candidates_dir, seed=seed, popularity_beta=beta)
+  if beta:
+    results["popularity"] = popularity_correction.describe(beta)
   results.update(protocol=protocol, split=split, model_dir=model_dir,
                  experiment=info.get("experiment"), data_dir=data.directory,
                  dataset_fingerprint=data.fingerprint,
@@ -126,7 +140,7 @@ def main(argv):
   results = run(FLAGS.model_dir, FLAGS.data_dir, FLAGS.protocol, FLAGS.split,
                 FLAGS.keep_train_items, ks, FLAGS.batch_size, FLAGS.max_len,
                 FLAGS.candidates_dir, FLAGS.seed, FLAGS.debias_png,
-                _parse_compare(FLAGS.compare), FLAGS.checkpoint)
+                _parse_compare(FLAGS.compare), FLAGS.checkpoint, FLAGS.beta)
   output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
   os.makedirs(output_dir, exist_ok=True)
   with open(FLAGS.output, "w") as f:

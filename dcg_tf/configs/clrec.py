@@ -6,6 +6,9 @@ the sum of id and feature embeddings, the user encoder is `CLRecUserTower`,
 both l2-normalised, cosine similarity with temperature 0.07), so that a
 comparison between them changes only the loss. `queue_size` is the queue of
 CLRec and the number of sampled negatives of the baselines (appendix B.3).
+A CLRec row also sees the batch's live positives (with `all_positions`, every
+position's): `num_negatives` caps it at the baselines' count
+(`CLRecModel`; docs/results/clrec.md, "Negatives per row").
 """
 
 from dcg_tf.towers.item_tower import ItemTower
@@ -36,6 +39,7 @@ CLREC_DEFAULTS = dict(
     u2u_queue_size=2560,
     u2u_max_after=10,
     remove_accidental_hits=True,
+    num_negatives=None,        # int L: exactly L negatives per row, as the baselines' L draws
 )
 
 SAMPLED_SOFTMAX_DEFAULTS = dict(ENCODER_DEFAULTS, proposal_power=1.0)
@@ -72,7 +76,7 @@ def build_clrec(params, data):
       u2u_queue_size=params["u2u_queue_size"],
       u2u_max_after=params["u2u_max_after"],
       remove_accidental_hits=params["remove_accidental_hits"],
-      seed=params["seed"],
+      seed=params["seed"], num_negatives=params["num_negatives"],
       all_positions=params["all_positions"])
 
 

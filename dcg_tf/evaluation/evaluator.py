@@ -10,6 +10,10 @@ steps are:
    the saved negatives);
 3. compute `dcg_tf.evaluation.metrics` on the ranked lists.
 
+Any protocol can rank by `s(u, i) + beta * log p(i)` instead (`popularity_beta`,
+`dcg_tf.evaluation.popularity_correction`); `evaluate_betas` scores a grid of
+betas with the users encoded once.
+
 Result keys: `HR@K`, `Recall@K`, `NDCG@K`, `MRR`, `coverage@K`, `popularity@K`,
 `head_HR@K`, `head_Recall@K`, `tail_HR@K`, `tail_Recall@K`, `head_num_users`,
 `tail_num_users`, `num_users`. The sampled protocols rank M + 100 candidates,
@@ -24,6 +28,7 @@ import tensorflow as tf
 
 from dcg_tf.data import records
 from dcg_tf.evaluation import metrics
+from dcg_tf.evaluation import popularity_correction
 from dcg_tf.evaluation import protocols
 from dcg_tf.evaluation import topk
 from dcg_tf.evaluation.topk import TopKSearcher
@@ -140,7 +145,7 @@ def encode_users(user_tower_fn, data, split, users, max_len, batch_size, progres
 def evaluate_embeddings(user_vectors, item_embeddings, targets, item_count,
                         protocol="full", ks=DEFAULT_KS, exclude=None, negatives=None,
                         user_mask=None, index=None, popularity_reference=None,
-                        progress=False):
+                        progress=False, popularity_beta=0.0):
   """Ranks users and computes every metric; the array-level core of `evaluate`.
 
   Args:
@@ -156,11 +161,24 @@ def evaluate_embeddings(user_vectors, item_embeddings, targets, item_count,
     index: optional Faiss index over the item embeddings (default exact).
     popularity_reference: optional dict k -> reference E[p_data] (metrics).
     progress: print a progress bar to stderr.
+    popularity_beta: rank by `s(u, i) + beta * log p(i)`, p the smoothed
+      popularity of `item_count` (`dcg_tf.evaluation.popularity_correction`:
+      one extra coordinate on items and users). 0 (default): no coordinate,
+      today's ranking bit for bit.
 
   Returns:
     dict of metrics (see module docstring) with `num_users`.
   """
   protocols.check_protocol(protocol)
+  if popularity_beta:
+    if isinstance(item_embeddings, TopKSearcher) or index is not None:
+      raise ValueError("popularity_beta=%r needs the item embeddings as an array "
+                       "(the extra log p coordinate is appended to them), not a "
+                       "TopKSearcher or a prebuilt index" % (popularity_beta,))
+    item_embeddings = popularity_correction.with_popularity_column(
+        item_embeddings, popularity_correction.log_popularity(item_count))  # [N, D+1]
+    user_vectors = popularity_correction.with_beta_column(
+        user_vectors, popularity_beta)                              # [U, (K,) D+1]
   searcher = (item_embeddings if isinstance(item_embeddings, TopKSearcher)
               else TopKSearcher(item_embeddings, index=index))
   if np.asarray(item_count).shape[0] != searcher.num_items + 1:
@@ -200,10 +218,39 @@ def evaluate_embeddings(user_vectors, item_embeddings, targets, item_count,
   return results
 
 
+def _evaluation_inputs(user_tower_fn, item_embeddings, data, split, protocol,
+                       exclude_train, max_len, batch_size, candidates_dir, seed,
+                       progress):
+  """Encoded users, targets, exclusions and negatives of `split` (see `evaluate`)."""
+  protocols.check_protocol(protocol)
+  num_items = (item_embeddings.num_items if isinstance(item_embeddings, TopKSearcher)
+               else np.shape(item_embeddings)[0])
+  if num_items != data.num_items:
+    raise ValueError("%d item embeddings but the dataset %s has %d items (rows must "
+                     "be items 1..N)" % (num_items, data.directory, data.num_items))
+  if split == "valid" and getattr(data, "validation_in_train", False):
+    raise ValueError("%s: the validation targets are training events of this "
+                     "model (trained with validation folded in), so the valid "
+                     "split cannot score it; evaluate on test" % data.directory)
+  users, histories, targets = read_eval_users(data, split)
+  earlier = earlier_items(data, users, histories, data.eval_file(split))
+  vectors, mask = encode_users(user_tower_fn, data, split, users, max_len,
+                               batch_size, progress)
+  negatives = None
+  if protocol in protocols.SAMPLED_PROTOCOLS:
+    interacted = [np.union1d(e, t[t > 0]) for e, t in zip(earlier, targets)]
+    negatives = protocols.load_or_sample_negatives(
+        candidates_dir or data.directory, split, protocol, users, interacted,
+        data.num_items, data.split_item_count, data.fingerprint, seed=seed)
+  return dict(user_vectors=vectors, targets=targets,
+              exclude=earlier if exclude_train else None, negatives=negatives,
+              user_mask=mask)
+
+
 def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full",
              ks=DEFAULT_KS, exclude_train=True, max_len=50, batch_size=512,
              candidates_dir=None, seed=None, index=None, popularity_reference=None,
-             progress=True):
+             progress=True, popularity_beta=0.0):
   """Evaluates a user tower against item embeddings on a processed dataset.
 
   Args:
@@ -225,36 +272,40 @@ def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full"
     index: optional Faiss index over the item embeddings.
     popularity_reference: optional dict k -> reference E[p_data] for popularity@k.
     progress: progress bars on stderr.
+    popularity_beta: rank by `s(u, i) + beta * log p(i)` with p the smoothed
+      training popularity `data.item_count`
+      (`dcg_tf.evaluation.popularity_correction`); 0 = today's ranking.
 
   Returns:
     dict of metrics, e.g. {"HR@10": ..., "NDCG@10": ..., "MRR": ...,
     "coverage@50": ..., "num_users": ...}.
   """
-  protocols.check_protocol(protocol)
-  num_items = (item_embeddings.num_items if isinstance(item_embeddings, TopKSearcher)
-               else np.shape(item_embeddings)[0])
-  if num_items != data.num_items:
-    raise ValueError("%d item embeddings but the dataset %s has %d items (rows must "
-                     "be items 1..N)" % (num_items, data.directory, data.num_items))
-  if split == "valid" and getattr(data, "validation_in_train", False):
-    raise ValueError("%s: the validation targets are training events of this "
-                     "model (trained with validation folded in), so the valid "
-                     "split cannot score it; evaluate on test" % data.directory)
-  users, histories, targets = read_eval_users(data, split)
-  earlier = earlier_items(data, users, histories, data.eval_file(split))
-  vectors, mask = encode_users(user_tower_fn, data, split, users, max_len,
-                               batch_size, progress)
-  negatives = None
-  if protocol in protocols.SAMPLED_PROTOCOLS:
-    interacted = [np.union1d(e, t[t > 0]) for e, t in zip(earlier, targets)]
-    negatives = protocols.load_or_sample_negatives(
-        candidates_dir or data.directory, split, protocol, users, interacted,
-        data.num_items, data.split_item_count, data.fingerprint, seed=seed)
-  return evaluate_embeddings(
-      vectors, item_embeddings, targets, data.item_count, protocol=protocol, ks=ks,
-      exclude=earlier if exclude_train else None, negatives=negatives,
-      user_mask=mask, index=index, popularity_reference=popularity_reference,
-      progress=progress)
+  return evaluate_betas(
+      user_tower_fn, item_embeddings, data, [popularity_beta], split=split,
+      protocol=protocol, ks=ks, exclude_train=exclude_train, max_len=max_len,
+      batch_size=batch_size, candidates_dir=candidates_dir, seed=seed,
+      index=index, popularity_reference=popularity_reference,
+      progress=progress)[0]
+
+
+def evaluate_betas(user_tower_fn, item_embeddings, data, betas, split="test",
+                   protocol="full", ks=DEFAULT_KS, exclude_train=True, max_len=50,
+                   batch_size=512, candidates_dir=None, seed=None, index=None,
+                   popularity_reference=None, progress=True):
+  """`evaluate` at several popularity betas, encoding the users once.
+
+  Returns:
+    a list of metric dicts, one per entry of `betas` (in order), each as
+    `evaluate(..., popularity_beta=beta)` returns it.
+  """
+  inputs = _evaluation_inputs(user_tower_fn, item_embeddings, data, split,
+                              protocol, exclude_train, max_len, batch_size,
+                              candidates_dir, seed, progress)
+  return [evaluate_embeddings(
+      item_embeddings=item_embeddings, item_count=data.item_count,
+      protocol=protocol, ks=ks, index=index,
+      popularity_reference=popularity_reference, progress=progress,
+      popularity_beta=float(beta), **inputs) for beta in betas]
 
 
 def to_markdown(results):

@@ -31,7 +31,8 @@ from dcg_tf.layers.masking import MASKED_LOGIT, mask_logits
 
 __all__ = ["MASKED_LOGIT", "apply_temperature", "floor_probability",
            "log_probability", "log_q_correction", "accidental_hits",
-           "remove_accidental_hits", "mask_invalid", "correct_logits"]
+           "remove_accidental_hits", "mask_invalid", "correct_logits",
+           "unmasked_negatives"]
 
 
 def apply_temperature(logits, temperature):
@@ -117,3 +118,16 @@ def correct_logits(logits, temperature=None, log_q=None, hits=None, valid=None):
   if valid is not None:
     logits = mask_invalid(logits, valid)
   return logits
+
+
+def unmasked_negatives(logits):
+  """Negatives a row of a loss really sees: float32 [B].
+
+  The number of entries of each row of `logits` [B, N] that are not
+  `MASKED_LOGIT` (after `correct_logits`), minus the row's positive, which no
+  correction removes. Models report its batch mean as the metric
+  "negatives_per_row", so a comparison can state how many negatives each
+  loss's rows contain.
+  """
+  kept = tf.not_equal(logits, tf.cast(MASKED_LOGIT, logits.dtype))   # [B, N]
+  return tf.reduce_sum(tf.cast(kept, tf.float32), axis=-1) - 1.0     # [B]

@@ -17,7 +17,7 @@ from dcg_tf.losses import corrections
 
 def in_batch_softmax(query, candidates, temperature=1.0,
                      candidate_sampling_probability=None, candidate_ids=None,
-                     min_probability=1e-6):
+                     min_probability=1e-6, return_logits=False):
   """Per-example in-batch softmax cross-entropy.
 
   loss_i = -log softmax_j(s_ij)[i], with
@@ -36,9 +36,12 @@ def in_batch_softmax(query, candidates, temperature=1.0,
     candidate_ids: optional [N] ids; when given, a candidate with the same id as
       query i's positive (other than the positive itself) is removed from row i.
     min_probability: floor of q before the log (tfrs uses 1e-6).
+    return_logits: also return `(logits [B, N], labels [B])`; row i's
+      positive is column i, removed entries hold `MASKED_LOGIT`.
 
   Returns:
-    float32 [B] loss per example (the caller reduces).
+    float32 [B] loss per example (the caller reduces), or (loss, logits,
+    labels) when `return_logits`.
 
   Example:
     >>> loss = in_batch_softmax(user_vectors, item_vectors, temperature=0.1,
@@ -60,5 +63,8 @@ def in_batch_softmax(query, candidates, temperature=1.0,
                           off_value=False)                                # [B, N]
     hits = corrections.accidental_hits(ids[:batch], ids, positive)        # [B, N]
   logits = corrections.correct_logits(scores, temperature, log_q, hits)   # [B, N]
-  return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+  loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
                                                         logits=logits)    # [B]
+  if return_logits:
+    return loss, logits, labels
+  return loss

@@ -29,7 +29,8 @@ def queue_contrastive(query, positive, negatives, negatives_valid=None,
     query: [B, D] user embeddings f(x).
     positive: [B, D] positive item embeddings g(y).
     negatives: [Q, D] queue contents g(y_i).
-    negatives_valid: optional bool [Q], False at slots to ignore.
+    negatives_valid: optional bool [Q] (shared by the rows) or [B, Q] (per
+      row), False at slots to ignore.
     positive_ids: optional int [B] ids of the positives.
     negative_ids: optional int [Q] ids of the negatives (needed with
       `positive_ids` for accidental-hit removal).
@@ -57,7 +58,9 @@ def queue_contrastive(query, positive, negatives, negatives_valid=None,
     hits = corrections.accidental_hits(positive_ids, negative_ids)  # [B, Q]
   valid = None
   if negatives_valid is not None:
-    valid = tf.cast(negatives_valid, tf.bool)[None, :]             # [1, Q]
+    valid = tf.cast(negatives_valid, tf.bool)
+    if valid.shape.rank == 1:
+      valid = valid[None, :]                                       # [1, Q]
   negative_logits = corrections.correct_logits(
       tf.matmul(query, negatives, transpose_b=True), temperature,
       hits=hits, valid=valid)                                      # [B, Q]

@@ -16,7 +16,7 @@ from dcg_tf.losses import corrections
 
 def sampled_softmax(query, positive, negatives, positive_log_q=None,
                     negative_log_q=None, temperature=1.0, positive_ids=None,
-                    negative_ids=None):
+                    negative_ids=None, return_logits=False):
   """Per-example sampled softmax cross-entropy, CLRec Eq. (2).
 
   loss_i = -log exp(o_i) / (exp(o_i) + sum_l exp(o_il)), with
@@ -34,9 +34,12 @@ def sampled_softmax(query, positive, negatives, positive_log_q=None,
     positive_ids: optional [B] ids of the positives; with `negative_ids` [S],
       removes accidental hits.
     negative_ids: optional [S] ids of the negatives.
+    return_logits: also return `(logits [B, 1 + S], labels [B])`; column 0
+      is the positive, removed negatives hold `MASKED_LOGIT`.
 
   Returns:
-    float32 [B] loss per example.
+    float32 [B] loss per example, or (loss, logits, labels) when
+    `return_logits`.
 
   Example:
     >>> ids, q = sampler.sample(2560)
@@ -65,4 +68,7 @@ def sampled_softmax(query, positive, negatives, positive_log_q=None,
       None if negative_log_q is None else
       tf.convert_to_tensor(negative_log_q)[None, :], hits)                    # [B, S]
   logits = tf.concat([positive_logits[:, None], negative_logits], axis=1)     # [B, 1+S]
-  return tf.reduce_logsumexp(logits, axis=1) - positive_logits                # [B]
+  loss = tf.reduce_logsumexp(logits, axis=1) - positive_logits                # [B]
+  if return_logits:
+    return loss, logits, tf.zeros_like(loss, dtype=tf.int64)
+  return loss

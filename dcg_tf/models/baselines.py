@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcg_tf.training_state.samplers import AliasSampler
+from dcg_tf.losses import corrections
 from dcg_tf.losses.ipw import ipw
 from dcg_tf.losses.negative_sampling import negative_sampling_bce
 from dcg_tf.losses.sampled_softmax import sampled_softmax
@@ -63,7 +64,9 @@ class SampledSoftmaxModel(_SampledNegativesModel):
 
   Each step draws `num_negatives` ids (shared by the batch) from `proposal`
   (the popularity distribution; CLRec B.3: as many as CLRec's queue) and
-  encodes them with the item tower; accidental hits are removed.
+  encodes them with the item tower; accidental hits are removed. Metric
+  "negatives_per_row": every row sees the L draws minus those equal to its
+  positive (one query per example or every position alike).
 
   Args:
     user_tower, item_tower: as in `RetrievalModel`.
@@ -79,18 +82,21 @@ class SampledSoftmaxModel(_SampledNegativesModel):
                      temperature, seed, **kwargs)
 
   def negative_log_likelihood(self, inputs, training):
+    """(-log p_theta(y | x) [B], target [B], negatives_per_row [B]) of Eq. 2."""
     target, query, positive = self._embed(inputs, training)
     ids, q = self.sampler.sample(self.num_negatives, generator=self.generator)
     negatives = self._encode(ids, training)                              # [L, D]
-    return sampled_softmax(
+    nll, logits, _ = sampled_softmax(
         query, positive, negatives,
         positive_log_q=tf.math.log(self.sampler.probability(target)),
         negative_log_q=tf.math.log(q), temperature=self.temperature,
-        positive_ids=target, negative_ids=ids), target                   # [B]
+        positive_ids=target, negative_ids=ids, return_logits=True)      # [B], [B, 1+L]
+    return nll, target, corrections.unmasked_negatives(logits)
 
   def compute_loss(self, inputs, training=False):  # pylint: disable=arguments-differ
-    loss, _ = self.negative_log_likelihood(inputs, training)
-    return {"loss": tf.reduce_mean(loss)}
+    loss, _, negatives = self.negative_log_likelihood(inputs, training)
+    return {"loss": tf.reduce_mean(loss),
+            "negatives_per_row": tf.reduce_mean(negatives)}
 
 
 class IPWModel(SampledSoftmaxModel):
@@ -122,10 +128,11 @@ class IPWModel(SampledSoftmaxModel):
     self.self_normalize = bool(self_normalize)
 
   def compute_loss(self, inputs, training=False):  # pylint: disable=arguments-differ
-    nll, target = self.negative_log_likelihood(inputs, training)         # [B]
+    nll, target, negatives = self.negative_log_likelihood(inputs, training)  # [B]
     loss = ipw(nll, tf.gather(self.propensity, target),
                self.min_propensity, self.self_normalize)                 # [B]
-    return {"loss": tf.reduce_mean(loss), "nll": tf.reduce_mean(nll)}
+    return {"loss": tf.reduce_mean(loss), "nll": tf.reduce_mean(nll),
+            "negatives_per_row": tf.reduce_mean(negatives)}
 
 
 class NegativeSamplingModel(_SampledNegativesModel):

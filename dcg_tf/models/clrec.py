@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dcg_tf.training_state.momentum_encoder import MomentumEncoder
 from dcg_tf.training_state.queue import FIFOQueue
+from dcg_tf.losses import corrections
 from dcg_tf.losses.queue_contrastive import queue_contrastive
 from dcg_tf.models.base import RetrievalModel
 
@@ -51,6 +52,16 @@ class CLRecModel(RetrievalModel):
     remove_accidental_hits: mask queued copies of a row's positive (the row's
       own live positive is never a negative either way).
     seed: seed of the u2u split-time sampler.
+    num_negatives: None (default): a row's negatives are every live positive
+      of the batch (the B targets, or with `all_positions` all P positions'
+      positives) and every older valid queue slot, i.e. P - 1 + C - B before
+      accidental-hit removal (about 3,800 on Beauty with all_positions, C =
+      2,560). An int L caps that at exactly L per row, the sampled-softmax
+      baselines' L draws: the row's L first other live positives (in batch
+      order), then the newest older queue entries up to L (requires enough
+      of them: queue_size >= L + 1 with one query per example). Copies of
+      the row's positive are then removed, as the baselines remove theirs.
+      The metric "negatives_per_row" reports the mean count after removal.
 
   Example:
     >>> model = CLRecModel(user_tower, item_tower, queue="cached")
@@ -60,7 +71,7 @@ class CLRecModel(RetrievalModel):
   def __init__(self, user_tower, item_tower, queue="raw", queue_size=2560,
                temperature=0.07, momentum=None, u2u_weight=0.0,
                u2u_queue_size=2560, u2u_max_after=10,
-               remove_accidental_hits=True, seed=0, **kwargs):
+               remove_accidental_hits=True, seed=0, num_negatives=None, **kwargs):
     super().__init__(user_tower, item_tower, **kwargs)
     if queue not in QUEUE_VARIANTS:
       raise ValueError("CLRecModel: queue must be one of %s, got %r"
@@ -77,6 +88,10 @@ class CLRecModel(RetrievalModel):
     self.u2u_max_after = int(u2u_max_after)
     self.remove_accidental_hits = bool(remove_accidental_hits)
     self.seed = int(seed)
+    self.num_negatives = None if num_negatives is None else int(num_negatives)
+    if self.num_negatives is not None and self.num_negatives < 1:
+      raise ValueError("CLRecModel: num_negatives must be >= 1 or None, got %r"
+                       % (num_negatives,))
     if self.all_positions and not self.remove_accidental_hits:
       raise ValueError("CLRecModel: all_positions needs remove_accidental_hits "
                        "(a position's positive is found among negatives by id)")
@@ -161,6 +176,37 @@ class CLRecModel(RetrievalModel):
     queued = tf.zeros(tf.shape(negative_ids, out_type=tf.int64)[0] - batch_size,
                       tf.int64)                                    # [Q' - B]
     return rows, tf.concat([rows, queued], 0)
+
+  def _cap_negatives(self, valid, num_live):
+    """Per-row mask [P, P + C]: `num_negatives` candidates per row.
+
+    Columns are the P live positives (row r's own positive is column r,
+    removed later as an accidental hit), then the C queue slots. Row r keeps
+    its own column, its first `num_negatives` other live columns, and the
+    newest valid queue entries that fill the rest.
+    """
+    cap = tf.constant(self.num_negatives, tf.int32)
+    live = tf.range(num_live)                                      # [P]
+    others = live[None, :] - tf.cast(live[None, :] > live[:, None], tf.int32)
+    keep_live = tf.logical_or(live[None, :] == live[:, None],
+                              others < cap)                        # [P, P]
+    room = cap - tf.minimum(num_live - 1, cap)                     # []
+    queue_valid = valid[num_live:]                                 # [C]
+    if self.queue == "in_batch":
+      keep_queue = queue_valid                                     # [0]
+    else:
+      capacity = self.item_queue.capacity
+      age = (self.item_queue.pointer - 1 - tf.range(capacity, dtype=tf.int64)
+             ) % capacity                                          # [C] 0 = newest
+      by_age = tf.argsort(age)                                     # [C]
+      newer = tf.cumsum(tf.cast(tf.gather(queue_valid, by_age), tf.int32),
+                        exclusive=True)                            # [C] by age
+      rank = tf.scatter_nd(tf.cast(by_age[:, None], tf.int64), newer,
+                           [capacity])                             # [C] by slot
+      keep_queue = tf.logical_and(queue_valid, rank < room)        # [C]
+    keep_queue = tf.broadcast_to(keep_queue[None, :],
+                                 [num_live, tf.shape(keep_queue)[0]])  # [P, C]
+    return tf.concat([keep_live, keep_queue], axis=1)              # [P, P + C]
 
   # --- u2u ----------------------------------------------------------------
 
@@ -270,11 +316,15 @@ class CLRecModel(RetrievalModel):
       negatives = tf.concat([positive, negatives[b:]], 0)          # [P + C, D]
       valid = tf.concat([tf.ones_like(positive_ids, tf.bool), valid[b:]], 0)
       ids = tf.concat([positive_ids, ids[b:]], 0)                  # [P + C]
+    if self.num_negatives is not None:
+      valid = self._cap_negatives(valid, tf.shape(positive_ids)[0])  # [P, P + C]
     positive_ids, negative_ids = self._hit_ids(positive_ids, ids)
-    u2i = tf.reduce_mean(queue_contrastive(
+    u2i, logits, _ = queue_contrastive(
         query, positive, negatives, valid, positive_ids, negative_ids,
-        self.temperature))
-    outputs = {"u2i_loss": u2i}
+        self.temperature, return_logits=True)                      # [P], [P, 1 + P + C]
+    u2i = tf.reduce_mean(u2i)
+    outputs = {"u2i_loss": u2i, "negatives_per_row": tf.reduce_mean(
+        corrections.unmasked_negatives(logits))}
     total = u2i
     if self.u2u_weight > 0:
       u2u = self._u2u_loss(inputs, training)

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from dcg_tf.losses import corrections
 from dcg_tf.losses.in_batch_softmax import in_batch_softmax
 from dcg_tf.models.base import RetrievalModel
 
@@ -39,8 +40,11 @@ class TwoTowerModel(RetrievalModel):
     probability = None
     if self.logq_correction and self._log_q is not None:
       probability = tf.exp(tf.gather(self._log_q, target))         # [P]
-    loss = in_batch_softmax(
+    loss, logits, _ = in_batch_softmax(
         query, candidates, temperature=self.temperature,
         candidate_sampling_probability=probability,
-        candidate_ids=target if self.remove_accidental_hits else None)  # [P]
-    return {"loss": tf.reduce_mean(loss)}
+        candidate_ids=target if self.remove_accidental_hits else None,
+        return_logits=True)                                        # [P], [P, P]
+    return {"loss": tf.reduce_mean(loss),
+            "negatives_per_row": tf.reduce_mean(
+                corrections.unmasked_negatives(logits))}

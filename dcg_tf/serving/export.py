@@ -21,12 +21,22 @@ queues and momentum encoders cannot enter the SavedModel (docs/design.md).
   item_tower/          SavedModel; serving_default(item_id string [B])
                        -> {"embedding": [B, D], "known": bool [B]}; unknown ids
                        give a zero row and known = False.
-  item_embeddings.npy  float32 [N, D]; row r = item index r + 1.
+  item_embeddings.npy  float32 [N, D]; row r = item index r + 1. With a
+                       popularity knob (`popularity_beta`), [N, D + 1]: the
+                       item vectors (L2-normalised for cosine towers) and
+                       log p(i) as the last column
+                       (`dcg_tf.evaluation.popularity_correction`).
   item_ids.txt         raw item id of row r on line r.
   export.json          dims, metric, multi-interest flag, max_len, dataset
                        fingerprint and the export fingerprint (sha256 of
                        item_embeddings.npy and the dims) that Faiss indexes
-                       built from this export carry.
+                       built from this export carry; with the knob,
+                       "popularity" = {beta (the Retriever's default), the
+                       definition of p, smoothing, tower_metric} and the
+                       metric of the widened vectors, "ip".
+
+The user tower SavedModel is the same with or without the knob: it returns
+the tower's D-dimensional vectors and `dcg_tf.Retriever` appends beta.
 """
 
 import hashlib
@@ -36,6 +46,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dcg_tf.evaluation import popularity_correction
 from dcg_tf.towers import multi_interest
 from dcg_tf.towers.encode_catalog import encode_catalog
 
@@ -201,8 +212,13 @@ def export_fingerprint(embeddings_path, dims, extra=None):
   return digest.hexdigest()
 
 
+def item_vector_dim(config):
+  """Width of `item_embeddings.npy` and of the index: D, or D + 1 with the knob."""
+  return int(config["embedding_dim"]) + (1 if config.get("popularity") else 0)
+
+
 def export_towers(user_tower, item_tower, data, export_dir, max_len,
-                  fingerprint_extra=None, overwrite=False):
+                  fingerprint_extra=None, overwrite=False, popularity_beta=0.0):
   """Writes the serving SavedModels, item embeddings and `export.json`.
 
   Args:
@@ -215,6 +231,10 @@ def export_towers(user_tower, item_tower, data, export_dir, max_len,
     fingerprint_extra: JSON-serialisable provenance (e.g. the checkpoint path)
       recorded in `export.json` and mixed into the export fingerprint.
     overwrite: allow writing into a non-empty `export_dir`.
+    popularity_beta: 0 (default): today's export. Otherwise the item vectors
+      carry log p(i) (p from `data.item_count`,
+      `dcg_tf.evaluation.popularity_correction`) as an extra column, and
+      `export.json` records beta as the Retriever's default.
 
   Returns:
     The content of `export.json` (dict).
@@ -248,6 +268,21 @@ def export_towers(user_tower, item_tower, data, export_dir, max_len,
   normalized = bool(getattr(item_tower, "normalized", False)) and bool(
       getattr(user_tower, "normalized", False))
 
+  metric = "cosine" if normalized else "ip"
+  dims = {"num_items": len(item_vocab), "embedding_dim": dim}
+  popularity = None
+  if popularity_beta:
+    if normalized:
+      # Cosine: normalise v_i first; the log p column must not be normalised.
+      norms = np.linalg.norm(embeddings, axis=1, keepdims=True)    # [N, 1]
+      embeddings = embeddings / np.maximum(norms, 1e-12)           # [N, D]
+    embeddings = popularity_correction.with_popularity_column(
+        embeddings, popularity_correction.log_popularity(data.item_count))  # [N, D+1]
+    popularity = dict(popularity_correction.describe(popularity_beta),
+                      tower_metric=metric, column=dim)
+    dims["popularity_column"] = popularity["definition"]
+    metric = "ip"   # the widened vectors are searched by plain inner product
+
   tf.saved_model.save(
       user_module, os.path.join(export_dir, USER_TOWER_DIR),
       signatures={"serving_default": user_module.serve,
@@ -260,12 +295,11 @@ def export_towers(user_tower, item_tower, data, export_dir, max_len,
   with open(os.path.join(export_dir, ITEM_IDS_FILE), "w") as f:
     f.write(ids_text)
 
-  dims = {"num_items": len(item_vocab), "embedding_dim": dim}
   content = {
       "format_version": _FORMAT_VERSION,
       "num_items": len(item_vocab),
       "embedding_dim": dim,
-      "metric": "cosine" if normalized else "ip",
+      "metric": metric,
       "normalized": normalized,
       "multi_interest": user_module.multi_interest,
       "num_interests": user_module.num_interests,
@@ -278,6 +312,8 @@ def export_towers(user_tower, item_tower, data, export_dir, max_len,
       "user_tower_class": type(user_tower).__name__,
       "item_tower_class": type(item_tower).__name__,
   }
+  if popularity is not None:
+    content["popularity"] = popularity
   with open(os.path.join(export_dir, EXPORT_FILE), "w") as f:
     json.dump(content, f, indent=2, sort_keys=True)
   return content

@@ -28,7 +28,7 @@ from typing import Any, Dict
 import faiss
 import numpy as np
 
-from dcg_tf.serving.export import read_export
+from dcg_tf.serving.export import item_vector_dim, read_export
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 METRICS = ("ip", "cosine")
@@ -214,17 +214,19 @@ def load_index(path, export_dir):
     if field not in sidecar:
       raise ValueError("%s: missing field %r" % (sidecar_path, field))
   export = read_export(export_dir)
-  checks = (("export_fingerprint", "export_fingerprint"),
-            ("dimension", "embedding_dim"), ("num_items", "num_items"),
-            ("metric", "metric"))
-  for index_key, export_key in checks:
-    if sidecar[index_key] != export[export_key]:
+  # The index holds item_embeddings.npy's rows: D wide, D + 1 with the
+  # popularity column (dcg_tf.evaluation.popularity_correction).
+  expected = {"export_fingerprint": export["export_fingerprint"],
+              "dimension": item_vector_dim(export),
+              "num_items": export["num_items"], "metric": export["metric"]}
+  for index_key, value in expected.items():
+    if sidecar[index_key] != value:
       raise ValueError(
-          "%s: %s %r does not match %s %r in %s; the index was built from "
-          "another export. Rebuild it: python -m experiments.build_index "
+          "%s: %s %r does not match %r of the export %s; the index was built "
+          "from another export. Rebuild it: python -m experiments.build_index "
           "--export_dir=%s" % (sidecar_path, index_key, sidecar[index_key],
-                               export_key, export[export_key],
-                               os.path.join(export_dir, "export.json"), export_dir))
+                               value, os.path.join(export_dir, "export.json"),
+                               export_dir))
   index = faiss.read_index(os.path.join(path, INDEX_FILE))
   if index.d != sidecar["dimension"] or index.ntotal != sidecar["num_items"]:
     raise ValueError("%s: index.faiss holds %d x %d but the sidecar says %d x %d"

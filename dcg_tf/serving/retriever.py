@@ -4,6 +4,12 @@ Loads an export written by `dcg_tf.serving.export.export_towers` (the user
 tower SavedModel, `item_embeddings.npy`, `item_ids.txt`) and, optionally, a
 Faiss index built by `experiments/build_index.py`. The top-K step is
 `dcg_tf.evaluation.topk.TopKSearcher`, the same code the evaluator ranks with.
+
+Popularity knob (`dcg_tf.evaluation.popularity_correction`): an export
+written with `--beta` carries log p(i) as the last column of its item vectors;
+the Retriever appends `beta` to every user vector, so it ranks by
+`s(u, i) + beta * log p(i)` with a plain inner-product search (the export's
+beta by default, any other at construction).
 """
 
 import os
@@ -11,6 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dcg_tf.evaluation import popularity_correction
 from dcg_tf.evaluation import topk
 from dcg_tf.evaluation.topk import TopKSearcher
 from dcg_tf.serving import export as export_lib
@@ -29,6 +36,10 @@ class Retriever:
     config: the export's `export.json` content.
     item_index: optional `dcg_tf.serving.index.ItemIndex` (approximate search);
       default exact inner-product search.
+    beta: weight of log p(i) in the score; None: the export's
+      (`config["popularity"]["beta"]`, 0 without it). A non-zero beta needs
+      an export written with the popularity column (`experiments.export
+      --beta`).
 
   Example (in a notebook, after `make demo`):
     >>> import dcg_tf
@@ -41,7 +52,7 @@ class Retriever:
   """
 
   def __init__(self, user_model, item_embeddings, item_ids, config,
-               item_index=None):
+               item_index=None, beta=None):
     item_embeddings = np.asarray(item_embeddings, dtype=np.float32)
     if len(item_ids) != item_embeddings.shape[0]:
       raise ValueError("%d item ids for %d embedding rows"
@@ -53,6 +64,14 @@ class Retriever:
     self.metric = self.config["metric"]
     self.multi_interest = bool(self.config["multi_interest"])
     self.item_row = {item_id: row for row, item_id in enumerate(self.item_ids)}
+    self.popularity = self.config.get("popularity")
+    if beta is None:
+      beta = self.popularity["beta"] if self.popularity else 0.0
+    if beta and not self.popularity:
+      raise ValueError("beta=%r needs item vectors with the log p column; export "
+                       "the model again with python -m experiments.export "
+                       "--beta=..." % (beta,))
+    self.beta = float(beta)
     if self.metric == "cosine":
       item_embeddings = index_lib.l2_normalize(item_embeddings)
     self.searcher = TopKSearcher(
@@ -62,16 +81,16 @@ class Retriever:
                    else user_model.signatures["serving_default"])
 
   @classmethod
-  def from_export(cls, export_dir, index_dir=None):
+  def from_export(cls, export_dir, index_dir=None, beta=None):
     """Loads `export_dir` and, if given, the Faiss index in `index_dir`.
 
     The index must have been built from this export (its sidecar's fingerprint
-    is checked, `dcg_tf.serving.index.load_index`).
+    is checked, `dcg_tf.serving.index.load_index`). `beta`: as in `Retriever`.
     """
     config = export_lib.read_export(export_dir)
     embeddings = np.load(os.path.join(export_dir, export_lib.EMBEDDINGS_FILE),
                          allow_pickle=False)
-    expected = (config["num_items"], config["embedding_dim"])
+    expected = (config["num_items"], export_lib.item_vector_dim(config))
     if embeddings.shape != expected:
       raise ValueError("%s has shape %s, export.json says %s" % (
           os.path.join(export_dir, export_lib.EMBEDDINGS_FILE), embeddings.shape,
@@ -86,15 +105,16 @@ class Retriever:
                   else index_lib.load_index(index_dir, export_dir))
     user_model = tf.saved_model.load(
         os.path.join(export_dir, export_lib.USER_TOWER_DIR))
-    return cls(user_model, embeddings, item_ids, config, item_index)
+    return cls(user_model, embeddings, item_ids, config, item_index, beta)
 
   def __repr__(self):
     search = ("exact flat" if self.item_index is None else "%s %s" % (
         self.item_index.kind, self.item_index.params))
+    knob = ", beta=%g" % self.beta if self.popularity else ""
     return ("Retriever(items=%d, dim=%d, metric=%r, search=%r, multi_interest=%s, "
-            "max_len=%d)" % (len(self.item_ids), self.searcher.dimension,
-                             self.metric, search, self.multi_interest,
-                             self.config["max_len"]))
+            "max_len=%d%s)" % (len(self.item_ids), self.searcher.dimension,
+                               self.metric, search, self.multi_interest,
+                               self.config["max_len"], knob))
 
   def user_embeddings(self, histories):
     """Runs the user tower on raw histories; returns numpy outputs.
@@ -118,12 +138,18 @@ class Retriever:
     """Top-k item indices for query embeddings: `TopKSearcher.search`.
 
     Multi-interest queries [Q, K, D] with `query_mask` [Q, K] search each
-    active vector and merge by maximum score (the evaluation's path).
+    active vector and merge by maximum score (the evaluation's path). With
+    the popularity column, every vector gets `beta` appended ([..., D + 1])
+    after the cosine normalisation of its D tower coordinates.
     """
     queries = np.asarray(queries, dtype=np.float32)
-    if self.metric == "cosine":
+    cosine = (self.popularity["tower_metric"] if self.popularity
+              else self.metric) == "cosine"
+    if cosine:
       shape = queries.shape
       queries = index_lib.l2_normalize(queries.reshape(-1, shape[-1])).reshape(shape)
+    if self.popularity:
+      queries = popularity_correction.with_beta_column(queries, self.beta)
     return self.searcher.search(queries, k, exclude=exclude, query_mask=query_mask)
 
   def retrieve_batch(self, histories, k=20, exclude_history=True):
