@@ -19,6 +19,8 @@ histogram) for this model and the models of `--compare`, stored under
 "debias" in the JSON.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import json
 import os
 import sys
@@ -26,7 +28,6 @@ import sys
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.evaluation import debias
 from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import protocols
@@ -142,4 +143,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,12 +10,13 @@ metric, written when training ran with `--validate_every`) and writes `user_towe
 (`dcg_tf.serving.export.export_towers`). Only the towers are exported.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import os
 
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.serving.export import export_towers
 from dcg_tf.training import checkpoint
 
@@ -56,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

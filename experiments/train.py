@@ -17,6 +17,8 @@ TensorBoard (`valid/`) and `validation.json`, and the epoch with the best
 (model selection on validation, as SASRec and BERT4Rec do).
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import ast
 import json
 import os
@@ -25,7 +27,7 @@ import sys
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
+import dcg_tf
 from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
 from dcg_tf.evaluation import evaluator
@@ -194,4 +196,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main)

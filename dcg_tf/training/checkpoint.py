@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
+from dcg_tf.errors import InputError
 from dcg_tf.models import registry
 
 RUN_FILE = "run.json"
@@ -29,7 +30,7 @@ def write_run_info(model_dir, info):
     previous = read_run_info(model_dir)
     for key in ("experiment", "params", "dataset_fingerprint"):
       if previous.get(key) != info.get(key):
-        raise ValueError(
+        raise InputError(
             "%s already holds a run with a different %s (%r, now %r). Use a new "
             "--model_dir or delete the old one." % (model_dir, key,
                                                     previous.get(key), info.get(key)))
@@ -38,7 +39,7 @@ def write_run_info(model_dir, info):
     before = bool(previous.get("trainer", {}).get("train_on_valid", False))
     now = bool(info.get("trainer", {}).get("train_on_valid", False))
     if before != now:
-      raise ValueError(
+      raise InputError(
           "%s already holds a run with train_on_valid=%s (now %s). Use a new "
           "--model_dir or delete the old one." % (model_dir, before, now))
   tmp = path + ".tmp"
@@ -63,7 +64,7 @@ CHECKPOINTS = ("latest", "best")
 def checkpoint_path(model_dir, checkpoint="latest"):
   """The checkpoint prefix of `model_dir` to restore: "latest" or "best"."""
   if checkpoint not in CHECKPOINTS:
-    raise ValueError("checkpoint must be one of %s, got %r" % (CHECKPOINTS, checkpoint))
+    raise InputError("checkpoint must be one of %s, got %r" % (CHECKPOINTS, checkpoint))
   folder = os.path.join(model_dir, "checkpoints")
   if checkpoint == "best":
     folder = os.path.join(folder, "best")
@@ -94,7 +95,7 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
   info = read_run_info(model_dir)
   data = ProcessedDataset.load(data_dir or info["data_dir"])
   if info.get("dataset_fingerprint") and data.fingerprint != info["dataset_fingerprint"]:
-    raise ValueError(
+    raise InputError(
         "the dataset in %s (fingerprint %s) is not the one %s was trained on (%s)"
         % (data.directory, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
   if info.get("trainer", {}).get("train_on_valid"):
