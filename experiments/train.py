@@ -6,8 +6,12 @@ r"""Trains a registered experiment on a processed dataset.
 
 Killed and started again with the same command, it resumes from the last
 checkpoint (model, optimizer slots, queues, step, epoch, position in the epoch,
-random generator). `model_dir` receives `flags.txt`, `run.json` (experiment,
-parameters, dataset fingerprint), `checkpoints/` and TensorBoard `logs/`.
+random generator); a larger --epochs or --steps continues a finished run. A
+rerun with other training flags (batch size, learning rate, seed, ...) is
+refused with the list of differences unless --allow_flag_changes, which
+records the change in run.json (`trainer_changes`). `model_dir` receives
+`flags.txt`, `run.json` (experiment, parameters, dataset fingerprint),
+`checkpoints/` and TensorBoard `logs/`.
 
 With `--validate_every=N` the model is evaluated on the validation split
 (`--validation_protocol`, default popular100) every N epochs; the metrics go to
@@ -83,6 +87,11 @@ flags.DEFINE_integer("queue_size", None, "Override the queue size (CLRec).")
 flags.DEFINE_multi_string("param", [], "Experiment parameter override key=value "
                           "(value parsed as a Python literal when possible).")
 flags.DEFINE_bool("list_models", False, "List registered experiments and exit.")
+flags.DEFINE_bool("allow_flag_changes", False,
+                  "Resume a model_dir whose run.json records other training flags "
+                  "(batch size, learning rate, seed, ...; more --epochs or --steps "
+                  "need no permission); the change is recorded in run.json "
+                  "under trainer_changes.")
 
 _SHORTCUTS = ("user_encoder", "embedding_dim", "temperature", "queue_size")
 
@@ -174,7 +183,7 @@ def main(argv):
       "data_dir": os.path.abspath(FLAGS.data_dir),
       "dataset_fingerprint": data.fingerprint,
       "dcg_tf_version": dcg_tf.__version__,
-  })
+  }, allow_trainer_changes=FLAGS.allow_flag_changes)
   with open(os.path.join(FLAGS.model_dir, "flags.txt"), "w") as f:
     f.write(FLAGS.flags_into_string())
   model = registry.build_model(FLAGS.model, params, data)
