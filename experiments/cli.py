@@ -132,5 +132,9 @@ def run(main):
       return main(argv)
     except EXPECTED_ERRORS as e:
       fail(one_line(e))
+    except BrokenPipeError:
+      # The reader of stdout left (`... | head`): exit without a traceback.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      sys.exit(1)
 
   app.run(guarded, flags_parser=_parse_flags)

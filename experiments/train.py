@@ -3,6 +3,8 @@ r"""Trains a registered experiment on a processed dataset.
   python -m experiments.train --model=sasrec --data_dir=DIR --model_dir=DIR \
       [--flagfile=experiments/configs/sasrec_beauty.cfg] [--epochs=N] \
       [--param=key=value ...]
+  python -m experiments.train --list_models     # the registered experiments
+  python -m experiments.train --describe=NAME   # NAME's --param keys
 
 Killed and started again with the same command, it resumes from the last
 checkpoint (model, optimizer slots, queues, step, epoch, position in the epoch,
@@ -87,6 +89,9 @@ flags.DEFINE_integer("queue_size", None, "Override the queue size (CLRec).")
 flags.DEFINE_multi_string("param", [], "Experiment parameter override key=value "
                           "(value parsed as a Python literal when possible).")
 flags.DEFINE_bool("list_models", False, "List registered experiments and exit.")
+flags.DEFINE_string("describe", None,
+                    "Print experiment NAME's --param keys with their defaults and "
+                    "meanings, and exit.")
 flags.DEFINE_bool("allow_flag_changes", False,
                   "Resume a model_dir whose run.json records other training flags "
                   "(batch size, learning rate, seed, ...; more --epochs or --steps "
@@ -136,12 +141,32 @@ def make_validate_fn(data, protocol, max_len):
   return validate
 
 
+def describe(name):
+  """The text of --describe=NAME: one line per parameter (after import_all)."""
+  try:
+    rows = registry.describe(name)
+  except KeyError as e:
+    raise app.UsageError(str(e.args[0])) from e
+  experiment = registry.get_experiment(name)
+  rows = [(key, json.dumps(default), meaning) for key, default, meaning in rows]
+  key_width = max(len(key) for key, _, _ in rows)
+  value_width = max(len(value) for _, value, _ in rows)
+  lines = ["%s: %s" % (name, experiment.description.split("\n")[0]),
+           "--param keys (default, meaning):"]
+  lines += ["  %-*s  %-*s  %s" % (key_width, key, value_width, value, meaning)
+            for key, value, meaning in rows]
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   configs.import_all()
   if FLAGS.list_models:
     for name in registry.list_experiments():
       print("%-26s %s" % (name, registry.get_experiment(name).description.split("\n")[0]))
+    return 0
+  if FLAGS.describe:
+    print(describe(FLAGS.describe))
     return 0
   for name in ("model", "data_dir", "model_dir"):
     if not getattr(FLAGS, name):

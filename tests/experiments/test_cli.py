@@ -151,3 +151,13 @@ def test_bad_input_against_a_trained_model_is_one_line(case, trained):
   argv, fragments = SLOW_CASES[case]
   argv = [a.format(**trained) for a in argv]
   _assert_one_line_error(_run(*argv), *fragments)
+
+
+def test_describe_prints_each_parameter_with_default_and_meaning():
+  proc = _run("experiments.train", "--describe=two_tower")
+  assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith("two_tower: Mean-pooling user tower")
+  # dcg_tf/configs/two_tower.py: temperature 0.1 for two_tower.
+  row = next(line.split(None, 2) for line in lines if line.split()[:1] == ["temperature"])
+  assert row == ["temperature", "0.1", "softmax temperature dividing the scores"]
