@@ -11,13 +11,14 @@ and the export's fingerprint) go to `--output_dir`, default
 `dcg_tf.serving.index.default_params`.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import os
 import time
 
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 import numpy as np
 from dcg_tf.serving import export as export_lib
 from dcg_tf.serving import index as index_lib
@@ -70,4 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

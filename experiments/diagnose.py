@@ -16,6 +16,8 @@ Rebuilds the model of `model_dir` (`dcg_tf.training.checkpoint`) and prints
   picks each intention, with the history length of training.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import json
 import os
 import sys
@@ -23,7 +25,6 @@ import sys
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.evaluation import diagnostics
 from dcg_tf.training import checkpoint
 
@@ -89,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -24,6 +24,8 @@ records beta and p's definition under "popularity". `--beta=0` (default) is
 the plain ranking.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import json
 import os
 import sys
@@ -31,7 +33,6 @@ import sys
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.evaluation import debias
 from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import popularity_correction
@@ -156,4 +157,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

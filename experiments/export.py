@@ -14,12 +14,13 @@ With `--beta` (not 0), the item vectors carry log p(i) as an extra column and
 `export.json` as the Retriever's default.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import os
 
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.serving.export import export_towers
 from dcg_tf.training import checkpoint
 
@@ -65,4 +66,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -8,15 +8,14 @@ sequence: synthetic.txt (`user item` lines); movielens: movielens/ratings.csv,
 movies.csv, tags.csv.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from dcg_tf.data import synthetic  # noqa: E402
+from dcg_tf.data import synthetic
 
 flags.DEFINE_string("output_dir", None, "Folder for the raw files.")
 flags.DEFINE_integer("num_events", 100_000, "Approximate number of events.")
@@ -46,15 +45,14 @@ def generate(output_dir, num_events, formats, num_users=0, num_items=0, seed=0,
       written.append(synthetic.write_movielens(
           data, os.path.join(output_dir, "movielens"), seed=seed))
     else:
-      raise ValueError("unknown format %r (amazon, sequence, movielens)" % fmt)
+      raise app.UsageError("unknown format %r (amazon, sequence, movielens)" % fmt)
   return written
 
 
 def main(argv):
   del argv
   if not FLAGS.output_dir:
-    print("error: --output_dir is required", file=sys.stderr)
-    return 2
+    raise app.UsageError("--output_dir is required")
   for path in generate(FLAGS.output_dir, FLAGS.num_events, FLAGS.formats,
                        FLAGS.num_users, FLAGS.num_items, FLAGS.seed, FLAGS.gzip):
     print(path)
@@ -62,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main)

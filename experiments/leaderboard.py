@@ -24,6 +24,8 @@ over seeds, and the published full-ranking figures of
 `--published` (a JSON file naming its sources) beside them.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import json
 import os
 import subprocess
@@ -309,4 +311,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main)

@@ -30,6 +30,8 @@ Writes `--output` (JSON: every point, the chosen beta, p's definition) and
 beta; validation and test side by side).
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import json
 import os
 import sys
@@ -37,8 +39,8 @@ import sys
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 import numpy as np
+
 from dcg_tf.evaluation import evaluator
 from dcg_tf.evaluation import popularity_correction
 from dcg_tf.towers.encode_catalog import encode_catalog
@@ -189,4 +191,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -4,26 +4,24 @@
       --input=reviews_Books.json.gz,meta_Books.json.gz --output_dir=/tmp/books \
       --split=dien --min_user_interactions=5 --min_item_interactions=5
 
-Prints a summary of kept and dropped rows; exits non-zero with a message that
-names the file when a file has more bad lines than --max_bad_fraction or when
-nothing usable is left.
+Prints a summary of kept and dropped rows; exits with status 2 and a one-line
+message that names the file when a file has more bad lines than
+--max_bad_fraction or when nothing usable is left (`experiments/cli.py`).
 """
+
+from experiments import cli  # first: quiets TensorFlow's start-up logs
 
 import os
 import shutil
-import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
 
-import dcg_tf  # noqa: E402,F401  (Keras 2 before tensorflow)
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from dcg_tf.data import preprocess as preprocess_lib  # noqa: E402
-from dcg_tf.data import synthetic  # noqa: E402
-from dcg_tf.data.loaders import LOADERS  # noqa: E402
-from dcg_tf.data.report import BadInputError  # noqa: E402
+from dcg_tf.data import preprocess as preprocess_lib
+from dcg_tf.data import synthetic
+from dcg_tf.data.loaders import LOADERS
+from dcg_tf.data.report import BadInputError
 
 FORMATS = tuple(LOADERS) + ("synthetic",)
 
@@ -134,18 +132,13 @@ def run(fmt, paths, output_dir, config, loader_options=None, overwrite=False):
 def main(argv):
   del argv
   if not FLAGS.format or not FLAGS.output_dir:
-    print("error: --format and --output_dir are required", file=sys.stderr)
-    return 2
-  try:
-    manifest = run(FLAGS.format, FLAGS.input, FLAGS.output_dir, config_from_flags(),
-                   loader_options_from_flags(FLAGS.format), FLAGS.overwrite)
-  except (BadInputError, OSError, ValueError) as e:
-    print("error: %s" % e, file=sys.stderr)
-    return 1
+    raise app.UsageError("--format and --output_dir are required")
+  manifest = run(FLAGS.format, FLAGS.input, FLAGS.output_dir, config_from_flags(),
+                 loader_options_from_flags(FLAGS.format), FLAGS.overwrite)
   print(preprocess_lib.summary(manifest))
   print("wrote %s" % FLAGS.output_dir)
   return 0
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main)

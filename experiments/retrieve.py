@@ -9,17 +9,18 @@ experiments/build_index.py (refused when built from another export).
 `--beta` overrides the popularity knob of an export written with `--beta`.
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
 from dcg_tf.serving.retriever import Retriever
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("export_dir", None, "An export written by experiments/export.py.")
 flags.DEFINE_string("history", None, "Comma-separated raw item ids, oldest first.")
-flags.DEFINE_integer("k", 20, "Number of items to print.")
+flags.DEFINE_integer("k", 20, "Number of items to print.", lower_bound=1)
 flags.DEFINE_string("index_dir", None, "Faiss index from experiments/build_index.py.")
 flags.DEFINE_bool("keep_history", False, "Allow the history's items in the results.")
 flags.DEFINE_float("beta", None, "Popularity knob (default: the export's).")
@@ -47,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -3,11 +3,17 @@ r"""Trains a registered experiment on a processed dataset.
   python -m experiments.train --model=sasrec --data_dir=DIR --model_dir=DIR \
       [--flagfile=experiments/configs/sasrec_beauty.cfg] [--epochs=N] \
       [--param=key=value ...]
+  python -m experiments.train --list_models     # the registered experiments
+  python -m experiments.train --describe=NAME   # NAME's --param keys
 
 Killed and started again with the same command, it resumes from the last
 checkpoint (model, optimizer slots, queues, step, epoch, position in the epoch,
-random generator). `model_dir` receives `flags.txt`, `run.json` (experiment,
-parameters, dataset fingerprint), `checkpoints/` and TensorBoard `logs/`.
+random generator); a larger --epochs or --steps continues a finished run. A
+rerun with other training flags (batch size, learning rate, seed, ...) is
+refused with the list of differences unless --allow_flag_changes, which
+records the change in run.json (`trainer_changes`). `model_dir` receives
+`flags.txt`, `run.json` (experiment, parameters, dataset fingerprint),
+`checkpoints/` and TensorBoard `logs/`.
 
 With `--validate_every=N` the model is evaluated on the validation split
 (`--validation_protocol`, default popular100) every N epochs; the metrics go to
@@ -17,6 +23,8 @@ TensorBoard (`valid/`) and `validation.json`, and the epoch with the best
 (model selection on validation, as SASRec and BERT4Rec do).
 """
 
+from experiments import cli  # first: quiets TensorFlow's start-up logs
+
 import ast
 import json
 import os
@@ -25,7 +33,7 @@ import sys
 from absl import app
 from absl import flags
 
-import dcg_tf  # noqa: F401  (Keras 2 before tensorflow)
+import dcg_tf
 from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
 from dcg_tf.evaluation import evaluator
@@ -81,6 +89,14 @@ flags.DEFINE_integer("queue_size", None, "Override the queue size (CLRec).")
 flags.DEFINE_multi_string("param", [], "Experiment parameter override key=value "
                           "(value parsed as a Python literal when possible).")
 flags.DEFINE_bool("list_models", False, "List registered experiments and exit.")
+flags.DEFINE_string("describe", None,
+                    "Print experiment NAME's --param keys with their defaults and "
+                    "meanings, and exit.")
+flags.DEFINE_bool("allow_flag_changes", False,
+                  "Resume a model_dir whose run.json records other training flags "
+                  "(batch size, learning rate, seed, ...; more --epochs or --steps "
+                  "need no permission); the change is recorded in run.json "
+                  "under trainer_changes.")
 
 _SHORTCUTS = ("user_encoder", "embedding_dim", "temperature", "queue_size")
 
@@ -125,12 +141,32 @@ def make_validate_fn(data, protocol, max_len):
   return validate
 
 
+def describe(name):
+  """The text of --describe=NAME: one line per parameter (after import_all)."""
+  try:
+    rows = registry.describe(name)
+  except KeyError as e:
+    raise app.UsageError(str(e.args[0])) from e
+  experiment = registry.get_experiment(name)
+  rows = [(key, json.dumps(default), meaning) for key, default, meaning in rows]
+  key_width = max(len(key) for key, _, _ in rows)
+  value_width = max(len(value) for _, value, _ in rows)
+  lines = ["%s: %s" % (name, experiment.description.split("\n")[0]),
+           "--param keys (default, meaning):"]
+  lines += ["  %-*s  %-*s  %s" % (key_width, key, value_width, value, meaning)
+            for key, value, meaning in rows]
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   configs.import_all()
   if FLAGS.list_models:
     for name in registry.list_experiments():
       print("%-26s %s" % (name, registry.get_experiment(name).description.split("\n")[0]))
+    return 0
+  if FLAGS.describe:
+    print(describe(FLAGS.describe))
     return 0
   for name in ("model", "data_dir", "model_dir"):
     if not getattr(FLAGS, name):
@@ -172,7 +208,7 @@ def main(argv):
       "data_dir": os.path.abspath(FLAGS.data_dir),
       "dataset_fingerprint": data.fingerprint,
       "dcg_tf_version": dcg_tf.__version__,
-  })
+  }, allow_trainer_changes=FLAGS.allow_flag_changes)
   with open(os.path.join(FLAGS.model_dir, "flags.txt"), "w") as f:
     f.write(FLAGS.flags_into_string())
   model = registry.build_model(FLAGS.model, params, data)
@@ -194,4 +230,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main)

@@ -48,6 +48,31 @@ IPW_DEFAULTS = dict(ENCODER_DEFAULTS, proposal_power=1.0,
                     propensity_smoothing=1.0, min_propensity=1e-6)
 
 
+PARAM_HELP = dict(
+    two_tower.COMMON_HELP,
+    item_projection="item tower: a projection layer after the combined "
+                    "embedding (B.1.1 has none)",
+    queue_size="negatives per step: the queue length (clrec) or the "
+               "number of sampled negatives (baselines)",
+    seed="seed of the model's own random draws (sampled negatives)",
+    queue="where negatives come from: in_batch | raw (FIFO of past "
+          "positives, the authors' code) | cached (FIFO of their embeddings)",
+    momentum="MoCo key-encoder momentum m for queue=cached (Table 7); "
+             "None: no key encoder",
+    u2u_weight="weight of the u2u task (section 4.2.2); 0: off",
+    num_negatives="clrec: exactly this many negatives per row (the "
+                  "baselines' count); None: every live candidate",
+    u2u_queue_size="queue length of the u2u task",
+    u2u_max_after="u2u: the 'after' sequence holds at most this many "
+                  "clicks (B.4)",
+    proposal_power="sampling proposal count^power (1: popularity, "
+                   "0.75: degree^0.75)",
+    propensity_smoothing="ipw: additive smoothing of the popularity "
+                         "propensity fitted on counts",
+    min_propensity="ipw: floor of the propensity (clips the weights)",
+)
+
+
 def build_encoders(params, data):
   """(user_tower, item_tower) sharing one item embedding (CLRec B.1)."""
   item_embedding = two_tower.build_item_embedding(params, data)
@@ -65,7 +90,8 @@ def _proposal(params, data):
   return unigram(data.item_count, power=params["proposal_power"])
 
 
-@register_experiment("clrec", defaults=CLREC_DEFAULTS)
+@register_experiment("clrec", defaults=CLREC_DEFAULTS,
+                     param_help=PARAM_HELP)
 def build_clrec(params, data):
   """CLRec (KDD'21) single queue: Eq. 3 with queue negatives (Figure 1)."""
   user_tower, item_tower = build_encoders(params, data)
@@ -80,7 +106,8 @@ def build_clrec(params, data):
       all_positions=params["all_positions"])
 
 
-@register_experiment("sampled_softmax", defaults=SAMPLED_SOFTMAX_DEFAULTS)
+@register_experiment("sampled_softmax", defaults=SAMPLED_SOFTMAX_DEFAULTS,
+                     param_help=PARAM_HELP)
 def build_sampled_softmax(params, data):
   """Sampled softmax with log-Q correction (CLRec Eq. 2) on CLRec's encoders."""
   user_tower, item_tower = build_encoders(params, data)
@@ -99,19 +126,22 @@ def _negative_sampling(params, data, shared):
       all_positions=params["all_positions"])
 
 
-@register_experiment("negative_sampling", defaults=NEGATIVE_SAMPLING_DEFAULTS)
+@register_experiment("negative_sampling", defaults=NEGATIVE_SAMPLING_DEFAULTS,
+                     param_help=PARAM_HELP)
 def build_negative_sampling(params, data):
   """Negative sampling, BCE, degree^0.75 proposal (CLRec appendix B.3)."""
   return _negative_sampling(params, data, shared=False)
 
 
-@register_experiment("shared_negative_sampling", defaults=NEGATIVE_SAMPLING_DEFAULTS)
+@register_experiment("shared_negative_sampling", defaults=NEGATIVE_SAMPLING_DEFAULTS,
+                     param_help=PARAM_HELP)
 def build_shared_negative_sampling(params, data):
   """Shared negative sampling: one negative set per batch, BCE (B.3)."""
   return _negative_sampling(params, data, shared=True)
 
 
-@register_experiment("ipw", defaults=IPW_DEFAULTS)
+@register_experiment("ipw", defaults=IPW_DEFAULTS,
+                     param_help=PARAM_HELP)
 def build_ipw(params, data):
   """IPW loss (CLRec Eq. 4) with a popularity propensity fitted on counts."""
   user_tower, item_tower = build_encoders(params, data)

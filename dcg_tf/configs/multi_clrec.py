@@ -41,6 +41,32 @@ DEFAULTS = {
 }
 
 
+PARAM_HELP = dict(
+    {k: two_tower.COMMON_HELP[k] for k in (
+        "embedding_dim", "max_len", "item_features", "l2_normalize", "dropout",
+        "temperature")},
+    item_combine="how an item's id and feature embeddings combine (Eq. 5: "
+                 "concat, MLP_1 over the concatenation)",
+    hidden_units="extra item-tower layers after MLP_1",
+    category_feature="single-valued item feature c_t that routes items to "
+                     "intentions (Eq. 7)",
+    share_category_embedding="c_t's embedding is the item embedding's "
+                             "category embedding (Eq. 5)",
+    num_intentions="H: intentions, one secondary queue each",
+    main_queue_size="length of the main queue",
+    secondary_queue_size="length of each secondary queue",
+    queue="raw (Figure 1b: FIFO of past positives) | cached (Figure 1c: "
+          "FIFO of their embeddings)",
+    aux_weights="(l1, l2, l3) weights of the auxiliary losses (Eq. 10-12)",
+    importance_hidden_units="MLP_2 widths (Eq. 6)",
+    aggregation_hidden_units="MLP_3 widths (Eq. 8)",
+    selection_hidden_units="MLP_4 widths (Eq. 9)",
+    use_time_gap="the user tower sees the time gaps of the history",
+    num_serving_interests="K intention vectors served per user",
+    select_occupied_only="h* chosen among intentions holding a click (Eq. 9)",
+)
+
+
 def _category_spec(params, data):
   name = params["category_feature"]
   for spec in data.schema.get("item_features", []):
@@ -56,7 +82,7 @@ def _category_spec(params, data):
       % (name, [s["name"] for s in data.schema.get("item_features", [])]))
 
 
-@register_experiment("multi_clrec", defaults=DEFAULTS)
+@register_experiment("multi_clrec", defaults=DEFAULTS, param_help=PARAM_HELP)
 def build(params, data):
   """Multi-CLRec: intention routing, main + H secondary queues (Eq. 5-13)."""
   if not params["l2_normalize"]:

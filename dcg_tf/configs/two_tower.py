@@ -32,6 +32,35 @@ COMMON_DEFAULTS = {
 }
 
 
+# The meaning of each parameter (`--describe`); the config modules built on
+# these encoders extend it.
+COMMON_HELP = {
+    "embedding_dim": "size D of the user and item embeddings",
+    "max_len": "history length: the most recent items kept (also --max_len)",
+    "user_encoder": "user tower: mean (YouTube DNN pooling) | sasrec "
+                    "(self-attention) | clrec (CLRec B.1.2 attention)",
+    "item_combine": "how an item's id and feature embeddings combine: concat "
+                    "(+ projection) | sum | id_plus_concat",
+    "item_features": "catalog features the item embedding uses: all, none, "
+                     "or a comma list of feature names",
+    "hidden_units": "extra dense layers (widths) of the towers",
+    "l2_normalize": "L2-normalise both towers' outputs (cosine scores)",
+    "dropout": "dropout rate in the towers",
+    "num_blocks": "sasrec: self-attention blocks",
+    "num_heads": "sasrec: attention heads per block",
+    "num_attention_heads": "clrec user tower: heads of the simplified "
+                           "multi-head attention (CLRec B.1.2)",
+    "num_time_buckets": "clrec user tower: time-gap buckets of the "
+                        "time-bucket embedding (CLRec B.1.1)",
+    "temperature": "softmax temperature dividing the scores",
+    "logq_correction": "subtract log item probability from in-batch logits "
+                       "(sampling-bias correction)",
+    "remove_accidental_hits": "mask negatives that are the row's own positive",
+    "all_positions": "train every history position on its next item "
+                     "(SASRec-style) instead of one query per example",
+}
+
+
 def item_feature_specs(params, data):
   """The catalog features the item embedding uses, from the manifest schema."""
   wanted = params.get("item_features", "all")
@@ -119,14 +148,15 @@ def _build_two_tower(params, data):
                        all_positions=params["all_positions"])
 
 
-@register_experiment("two_tower", defaults=_TWO_TOWER_DEFAULTS)
+@register_experiment("two_tower", defaults=_TWO_TOWER_DEFAULTS, param_help=COMMON_HELP)
 def build_two_tower(params, data):
   """Mean-pooling user tower (YouTube DNN) + in-batch softmax."""
   return _build_two_tower(params, data)
 
 
 @register_experiment("sasrec", defaults=dict(_TWO_TOWER_DEFAULTS, user_encoder="sasrec",
-                                             dropout=0.2, all_positions=True))
+                                             dropout=0.2, all_positions=True),
+                     param_help=COMMON_HELP)
 def build_sasrec(params, data):
   """SASRec self-attention user tower + in-batch softmax."""
   return _build_two_tower(params, data)

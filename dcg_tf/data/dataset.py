@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcg_tf.data import records
+from dcg_tf.errors import InputError
 
 TrainSequences = collections.namedtuple(
     "TrainSequences", ["users", "offsets", "items", "timestamps", "sessions"])
@@ -43,9 +44,9 @@ def _load_npz(path):
     with np.load(path, allow_pickle=False) as npz:
       return {name: npz[name] for name in npz.files}
   except ValueError as e:
-    raise ValueError("%s: cannot be read without pickle (%s)" % (path, e)) from e
+    raise InputError("%s: cannot be read without pickle (%s)" % (path, e)) from e
   except (OSError, EOFError) as e:
-    raise ValueError("%s: not a readable .npz file (%s)" % (path, e)) from e
+    raise InputError("%s: not a readable .npz file (%s)" % (path, e)) from e
 
 
 def _count_lines(path):
@@ -98,57 +99,57 @@ class ProcessedDataset:
 
   @classmethod
   def load(cls, directory):
-    """Opens a processed dataset; raises ValueError naming the faulty file."""
+    """Opens a processed dataset; raises InputError naming the faulty file."""
     directory = os.fspath(directory)
     manifest_path = os.path.join(directory, "manifest.json")
     if not os.path.isdir(directory):
-      raise ValueError("%s: no such folder (expected a processed dataset)" % directory)
+      raise InputError("%s: no such folder (expected a processed dataset)" % directory)
     if not os.path.isfile(manifest_path):
-      raise ValueError("%s is not a processed dataset: %s is missing (write one "
+      raise InputError("%s is not a processed dataset: %s is missing (write one "
                        "with experiments/preprocess.py)" % (directory, manifest_path))
     with open(manifest_path, "rb") as f:
       manifest_bytes = f.read()
     try:
       manifest = json.loads(manifest_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-      raise ValueError("%s: not valid JSON (%s)" % (manifest_path, e)) from e
+      raise InputError("%s: not valid JSON (%s)" % (manifest_path, e)) from e
     if not isinstance(manifest, dict):
-      raise ValueError("%s: expected a JSON object" % manifest_path)
+      raise InputError("%s: expected a JSON object" % manifest_path)
     version = manifest.get("format_version")
     if version != records.FORMAT_VERSION:
-      raise ValueError("%s: unknown format_version %r (this dcg_tf reads version %d)"
+      raise InputError("%s: unknown format_version %r (this dcg_tf reads version %d)"
                        % (manifest_path, version, records.FORMAT_VERSION))
     if not isinstance(manifest.get("schema"), dict):
-      raise ValueError("%s: missing the \"schema\" object" % manifest_path)
+      raise InputError("%s: missing the \"schema\" object" % manifest_path)
 
     catalog_path = os.path.join(directory, "catalog.npz")
     if not os.path.isfile(catalog_path):
-      raise ValueError("%s is not a processed dataset: %s is missing"
+      raise InputError("%s is not a processed dataset: %s is missing"
                        % (directory, catalog_path))
     catalog = _load_npz(catalog_path)
     if "item_count" not in catalog or catalog["item_count"].ndim != 1:
-      raise ValueError("%s: needs a 1-D array \"item_count\" [N+1]" % catalog_path)
+      raise InputError("%s: needs a 1-D array \"item_count\" [N+1]" % catalog_path)
     num_rows = catalog["item_count"].shape[0]
     for name, values in catalog.items():
       if values.shape[:1] != (num_rows,):
-        raise ValueError("%s: array %r has %s rows, item_count has %d"
+        raise InputError("%s: array %r has %s rows, item_count has %d"
                          % (catalog_path, name, values.shape[:1], num_rows))
     item_vocab = os.path.join(directory, "vocab", "item.txt")
     if os.path.isfile(item_vocab) and _count_lines(item_vocab) != num_rows - 1:
-      raise ValueError("%s has %d lines but %s has %d items"
+      raise InputError("%s has %d lines but %s has %d items"
                        % (item_vocab, _count_lines(item_vocab), catalog_path,
                           num_rows - 1))
 
     user_vocab = os.path.join(directory, "vocab", "user.txt")
     if not os.path.isfile(user_vocab):
-      raise ValueError("%s is not a processed dataset: %s is missing"
+      raise InputError("%s is not a processed dataset: %s is missing"
                        % (directory, user_vocab))
     num_users = _count_lines(user_vocab)
     users_path = os.path.join(directory, "users.npz")
     user_features = _load_npz(users_path) if os.path.isfile(users_path) else {}
     for name, values in user_features.items():
       if values.shape[:1] != (num_users + 1,):
-        raise ValueError("%s: array %r has %s rows, expected %d (users + 1)"
+        raise InputError("%s: array %r has %s rows, expected %d (users + 1)"
                          % (users_path, name, values.shape[:1], num_users + 1))
 
     train_files = cls._find_train_files(directory)
@@ -160,18 +161,18 @@ class ProcessedDataset:
   def _find_train_files(directory):
     paths = sorted(glob.glob(os.path.join(directory, "train-*-of-*.tfrecord")))
     if not paths:
-      raise ValueError("%s is not a processed dataset: no train-*-of-*.tfrecord "
+      raise InputError("%s is not a processed dataset: no train-*-of-*.tfrecord "
                        "shards" % directory)
     totals = {int(_SHARD_RE.search(p).group(2)) for p in paths if _SHARD_RE.search(p)}
     if len(totals) != 1:
-      raise ValueError("%s: training shards disagree on their count: %s"
+      raise InputError("%s: training shards disagree on their count: %s"
                        % (directory, [os.path.basename(p) for p in paths]))
     total = totals.pop()
     expected = [os.path.join(directory, records.train_shard_name(k, total))
                 for k in range(total)]
     missing = sorted(set(expected) - set(paths))
     if missing:
-      raise ValueError("%s: missing training shard(s) %s"
+      raise InputError("%s: missing training shard(s) %s"
                        % (directory, [os.path.basename(p) for p in missing]))
     return expected
 
@@ -180,7 +181,7 @@ class ProcessedDataset:
     if name not in self._vocabs:
       path = os.path.join(self.directory, "vocab", name + ".txt")
       if not os.path.isfile(path):
-        raise ValueError("%s: no vocabulary %r (missing file)" % (path, name))
+        raise InputError("%s: no vocabulary %r (missing file)" % (path, name))
       with open(path, encoding="utf-8") as f:
         self._vocabs[name] = f.read().splitlines()
     return self._vocabs[name]
@@ -192,7 +193,7 @@ class ProcessedDataset:
       available = sorted(os.path.basename(p)[:-len(".tfrecord")]
                          for p in glob.glob(os.path.join(self.directory, "*.tfrecord"))
                          if not _SHARD_RE.search(p))
-      raise ValueError("%s: no evaluation split %r (available: %s)"
+      raise InputError("%s: no evaluation split %r (available: %s)"
                        % (path, split, available))
     return path
 
@@ -226,11 +227,11 @@ class ProcessedDataset:
     users = users[order]
     dup = np.flatnonzero(np.diff(users) == 0)
     if dup.size:
-      raise ValueError("%s: user %d has more than one training record"
+      raise InputError("%s: user %d has more than one training record"
                        % (self.directory, users[dup[0]]))
     bad = np.flatnonzero((users < 1) | (users > self.num_users))
     if bad.size:
-      raise ValueError("%s: training record of user %d is outside 1..%d "
+      raise InputError("%s: training record of user %d is outside 1..%d "
                        "(vocab/user.txt)"
                        % (self.directory, users[bad[0]], self.num_users))
     old_offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -242,7 +243,7 @@ class ProcessedDataset:
     seq = {k: cat[k][gather] for k in records.TRAIN_SEQUENCE_KEYS}
     bad = np.flatnonzero((seq["item"] < 1) | (seq["item"] > self.num_items))
     if bad.size:
-      raise ValueError("%s: a training record holds item %d outside 1..%d"
+      raise InputError("%s: a training record holds item %d outside 1..%d"
                        % (self.directory, seq["item"][bad[0]], self.num_items))
     return TrainSequences(users, offsets, seq["item"], seq["timestamp"],
                           seq["session"])
@@ -273,24 +274,24 @@ class ProcessedDataset:
     v_users = valid["user"]
     if v_users.size and ((v_users < 1) | (v_users > self.num_users)).any():
       bad = v_users[(v_users < 1) | (v_users > self.num_users)][0]
-      raise ValueError("%s: validation record of user %d is outside 1..%d"
+      raise InputError("%s: validation record of user %d is outside 1..%d"
                        % (path, bad, self.num_users))
     sorted_users = np.sort(v_users)
     dup = np.flatnonzero(np.diff(sorted_users) == 0)
     if dup.size:
-      raise ValueError("%s: user %d has more than one validation record"
+      raise InputError("%s: user %d has more than one validation record"
                        % (path, sorted_users[dup[0]]))
     tgt_len = valid["target"][0]
     if not np.array_equal(tgt_len, valid["target_timestamp"][0]):
       row = np.flatnonzero(tgt_len != valid["target_timestamp"][0])[0]
-      raise ValueError("%s: user %d has %d targets but %d target timestamps"
+      raise InputError("%s: user %d has %d targets but %d target timestamps"
                        % (path, v_users[row], tgt_len[row],
                           valid["target_timestamp"][0][row]))
     targets = valid["target"][1]
     bad = (targets < 1) | (targets > self.num_items)
     if bad.any():
       row = np.searchsorted(np.cumsum(tgt_len), np.argmax(bad), side="right")
-      raise ValueError("%s: validation record of user %d holds item %d outside "
+      raise InputError("%s: validation record of user %d holds item %d outside "
                        "1..%d" % (path, v_users[row], targets[bad][0], self.num_items))
 
     # Base events: the training rows, plus the validation history of users

@@ -285,9 +285,9 @@ def split_events(u, ts, num_users, config, has_time):
       cut = int(ts.max() - config.test_days * 86400) + 1
       vcut = int(cut - config.test_days * 86400)
     else:
-      raise ValueError("--split=time needs --cutoff_timestamp or --test_days")
+      raise BadInputError("--split=time needs --cutoff_timestamp or --test_days")
     if vcut > cut:
-      raise ValueError("valid cut-off %d is after the test cut-off %d" % (vcut, cut))
+      raise BadInputError("valid cut-off %d is after the test cut-off %d" % (vcut, cut))
     train = ts < vcut
     # Events are sorted by time within each user, so "before t" is a prefix.
     before_v = np.bincount(u[ts < vcut], minlength=num_users)

@@ -12,6 +12,8 @@ import collections
 
 import numpy as np
 
+from dcg_tf.errors import InputError
+
 # Line numbers kept per (file, reason) for the manifest and error messages.
 MAX_EXAMPLE_LINES = 5
 
@@ -21,7 +23,7 @@ INFORMATIONAL_REASONS = frozenset({"item_not_in_interactions",
                                    "user_not_in_interactions"})
 
 
-class BadInputError(ValueError):
+class BadInputError(InputError):
   """Input data that cannot be used; the message names the file."""
 
 

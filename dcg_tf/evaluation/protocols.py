@@ -29,6 +29,8 @@ import os
 
 import numpy as np
 
+from dcg_tf.errors import InputError
+
 PROTOCOLS = ("full", "popular100", "uniform100")
 SAMPLED_PROTOCOLS = {"popular100": ("popularity", 100),
                      "uniform100": ("uniform", 100)}
@@ -120,8 +122,10 @@ def sample_negatives(interacted, num_items, num_negatives, sampling, seed,
     items = items[(items >= 1) & (items <= num_items)]
     free = int(available.sum()) - int(available[items - 1].sum())
     if free < num_negatives:
-      raise ValueError("user row %d: only %d items can be sampled as negatives "
-                       "(%s sampling), %d needed" % (u, free, sampling, num_negatives))
+      raise InputError("user row %d: only %d items can be sampled as negatives "
+                       "(%s sampling), %d needed: the catalog is too small for "
+                       "this protocol; use --protocol=full" % (u, free, sampling,
+                                                              num_negatives))
   cdf = np.cumsum(weights / weights.sum())
   cdf[-1] = 1.0
   stride = num_items + 1

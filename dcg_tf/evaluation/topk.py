@@ -23,6 +23,8 @@ interest j's list also scores at least as high after the merge, so at most
 import faiss
 import numpy as np
 
+from dcg_tf.errors import InputError
+
 _NEG_INF = np.float32(-np.inf)
 
 
@@ -149,7 +151,7 @@ class TopKSearcher:
     num_queries = queries.shape[0]
     k = int(k)
     if k < 1:
-      raise ValueError("TopKSearcher.search: k must be >= 1, got %d" % k)
+      raise InputError("TopKSearcher.search: k must be >= 1, got %d" % k)
     if exclude is not None and len(exclude) != num_queries:
       raise ValueError("TopKSearcher.search: exclude has %d entries for %d queries"
                        % (len(exclude), num_queries))

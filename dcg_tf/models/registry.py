@@ -20,20 +20,32 @@ class Experiment:
   defaults: Dict[str, Any]
   description: str = ""
   module: str = ""   # the module that registered it (recorded in run.json)
+  param_help: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 _EXPERIMENTS: Dict[str, Experiment] = {}
 
 
-def register_experiment(name, defaults=None, description=""):
-  """Decorator registering `builder` under `name` with default `params`."""
+def register_experiment(name, defaults=None, description="", param_help=None):
+  """Decorator registering `builder` under `name` with default `params`.
+
+  Args:
+    name: the experiment's name (`--model`).
+    defaults: parameter name -> default value.
+    description: one line; default the builder's docstring.
+    param_help: parameter name -> its meaning in one line (shown by
+      `python -m experiments.train --describe=NAME`); may hold more names
+      than `defaults` (a config module's shared dict).
+  """
 
   def decorator(builder):
     if name in _EXPERIMENTS:
       raise ValueError("experiment %r is registered twice" % name)
-    _EXPERIMENTS[name] = Experiment(name, builder, dict(defaults or {}),
-                                    description or (builder.__doc__ or "").strip(),
-                                    builder.__module__)
+    params = dict(defaults or {})
+    _EXPERIMENTS[name] = Experiment(
+        name, builder, params, description or (builder.__doc__ or "").strip(),
+        builder.__module__,
+        {k: v for k, v in (param_help or {}).items() if k in params})
     return builder
 
   return decorator
@@ -46,6 +58,16 @@ def get_experiment(name):
                    "dcg_tf.configs.import_all() imports them all)"
                    % (name, ", ".join(sorted(_EXPERIMENTS)) or "none"))
   return _EXPERIMENTS[name]
+
+
+def describe(name):
+  """`[(parameter, default, meaning)]` of experiment `name`, sorted by name.
+
+  The meaning is "" for a parameter registered without one.
+  """
+  experiment = get_experiment(name)
+  return [(key, experiment.defaults[key], experiment.param_help.get(key, ""))
+          for key in sorted(experiment.defaults)]
 
 
 def list_experiments():

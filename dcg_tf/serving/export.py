@@ -46,6 +46,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dcg_tf.errors import InputError
 from dcg_tf.evaluation import popularity_correction
 from dcg_tf.towers import multi_interest
 from dcg_tf.towers.encode_catalog import encode_catalog
@@ -330,9 +331,9 @@ def read_export(export_dir):
                             "python -m experiments.export first"
                             % (export_dir, EXPORT_FILE)) from None
   except json.JSONDecodeError as e:
-    raise ValueError("%s: not valid JSON (%s)" % (path, e)) from None
+    raise InputError("%s: not valid JSON (%s)" % (path, e)) from None
   for field in ("num_items", "embedding_dim", "metric", "multi_interest",
                 "max_len", "export_fingerprint"):
     if field not in content:
-      raise ValueError("%s: missing field %r" % (path, field))
+      raise InputError("%s: missing field %r" % (path, field))
   return content

@@ -28,6 +28,7 @@ from typing import Any, Dict
 import faiss
 import numpy as np
 
+from dcg_tf.errors import InputError
 from dcg_tf.serving.export import item_vector_dim, read_export
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
@@ -197,7 +198,7 @@ def load_index(path, export_dir):
   """Loads an index saved by `save_index`, checked against `export_dir`.
 
   Raises:
-    ValueError: the sidecar's export fingerprint, dimension or item count does
+    InputError: the sidecar's export fingerprint, dimension or item count does
       not match `export_dir/export.json` (the index was built from other towers).
   """
   sidecar_path = os.path.join(path, SIDECAR_FILE)
@@ -208,11 +209,11 @@ def load_index(path, export_dir):
     raise FileNotFoundError("%s: no index sidecar; build the index with "
                             "experiments/build_index.py" % sidecar_path) from None
   except json.JSONDecodeError as e:
-    raise ValueError("%s: not valid JSON (%s)" % (sidecar_path, e)) from None
+    raise InputError("%s: not valid JSON (%s)" % (sidecar_path, e)) from None
   for field in ("export_fingerprint", "kind", "metric", "dimension", "num_items",
                 "params"):
     if field not in sidecar:
-      raise ValueError("%s: missing field %r" % (sidecar_path, field))
+      raise InputError("%s: missing field %r" % (sidecar_path, field))
   export = read_export(export_dir)
   # The index holds item_embeddings.npy's rows: D wide, D + 1 with the
   # popularity column (dcg_tf.evaluation.popularity_correction).
@@ -221,7 +222,7 @@ def load_index(path, export_dir):
               "num_items": export["num_items"], "metric": export["metric"]}
   for index_key, value in expected.items():
     if sidecar[index_key] != value:
-      raise ValueError(
+      raise InputError(
           "%s: %s %r does not match %r of the export %s; the index was built "
           "from another export. Rebuild it: python -m experiments.build_index "
           "--export_dir=%s" % (sidecar_path, index_key, sidecar[index_key],
@@ -229,7 +230,7 @@ def load_index(path, export_dir):
                                export_dir))
   index = faiss.read_index(os.path.join(path, INDEX_FILE))
   if index.d != sidecar["dimension"] or index.ntotal != sidecar["num_items"]:
-    raise ValueError("%s: index.faiss holds %d x %d but the sidecar says %d x %d"
+    raise InputError("%s: index.faiss holds %d x %d but the sidecar says %d x %d"
                      % (path, index.ntotal, index.d, sidecar["num_items"],
                         sidecar["dimension"]))
   item_index = ItemIndex(index, sidecar["kind"], sidecar["metric"],

@@ -13,6 +13,7 @@ beta by default, any other at construction).
 """
 
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -153,10 +154,29 @@ class Retriever:
     return self.searcher.search(queries, k, exclude=exclude, query_mask=query_mask)
 
   def retrieve_batch(self, histories, k=20, exclude_history=True):
-    """Top-k `(item_id, score)` lists for each history (raw item ids, oldest first)."""
+    """Top-k `(item_id, score)` lists for each history (raw item ids, oldest first).
+
+    Warns (`UserWarning`) when a history has no id of the catalog (empty, or
+    only unknown ids): the user tower then sees an empty history and the
+    answer is the same for every such user, not personalised. A `k` above the
+    catalog size is clipped to it, with a warning.
+    """
     histories = [list(h) for h in histories]
     if not histories:
       return []
+    unknown = [q for q, h in enumerate(histories)
+               if not any(item in self.item_row for item in h)]
+    if unknown:
+      warnings.warn(
+          "%d of %d histories hold no item id of this export's catalog (the "
+          "first is #%d, of %d ids): the answer is not personalised, the user "
+          "tower sees an empty history" % (len(unknown), len(histories),
+                                           unknown[0], len(histories[unknown[0]])),
+          stacklevel=2)
+    if k > len(self.item_ids):
+      warnings.warn("k=%d is above the catalog size; returning at most %d items"
+                    % (k, len(self.item_ids)), stacklevel=2)
+      k = len(self.item_ids)
     exclude = None
     if exclude_history:
       exclude = [np.array([self.item_row[i] + 1 for i in h if i in self.item_row],
@@ -171,8 +191,9 @@ class Retriever:
     """Top-k `(item_id, score)` for one history of raw item ids, best first.
 
     Args:
-      history: raw item ids, oldest first; unknown ids are ignored.
-      k: number of items.
+      history: raw item ids, oldest first; unknown ids are ignored (with a
+        warning when none is known: the answer is then not personalised).
+      k: number of items (clipped to the catalog size, with a warning).
       exclude_history: leave the history's items out of the results.
     """
     if isinstance(history, str):

@@ -16,20 +16,42 @@ import tensorflow as tf
 
 from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
+from dcg_tf.errors import InputError
 from dcg_tf.models import registry
 
 RUN_FILE = "run.json"
 
 
-def write_run_info(model_dir, info):
-  """Writes `run.json`; refuses to resume a different experiment in the same dir."""
+# Trainer settings a rerun may change silently: more epochs or steps is how a
+# finished run is continued. Any other change (batch size, learning rate,
+# seed, ...) would mix two runs under one run.json.
+RESUMABLE_TRAINER_KEYS = ("epochs", "steps")
+
+
+def write_run_info(model_dir, info, allow_trainer_changes=False):
+  """Writes `run.json`; refuses to resume a different run in the same dir.
+
+  Args:
+    model_dir: the run's folder (created if needed).
+    info: the run's description: "experiment", "params", "trainer" (the
+      training flags), "dataset_fingerprint", ...
+    allow_trainer_changes: accept "trainer" settings that differ from the
+      existing run.json (other than `RESUMABLE_TRAINER_KEYS`); each accepted
+      change is appended to `info["trainer_changes"]` with the checkpoint it
+      continues from.
+
+  Raises:
+    InputError: run.json holds another experiment, other params or another
+      dataset, another train_on_valid, or (without `allow_trainer_changes`)
+      other trainer settings; the message lists them.
+  """
   os.makedirs(model_dir, exist_ok=True)
   path = os.path.join(model_dir, RUN_FILE)
   if os.path.exists(path):
     previous = read_run_info(model_dir)
     for key in ("experiment", "params", "dataset_fingerprint"):
       if previous.get(key) != info.get(key):
-        raise ValueError(
+        raise InputError(
             "%s already holds a run with a different %s (%r, now %r). Use a new "
             "--model_dir or delete the old one." % (model_dir, key,
                                                     previous.get(key), info.get(key)))
@@ -38,13 +60,40 @@ def write_run_info(model_dir, info):
     before = bool(previous.get("trainer", {}).get("train_on_valid", False))
     now = bool(info.get("trainer", {}).get("train_on_valid", False))
     if before != now:
-      raise ValueError(
+      raise InputError(
           "%s already holds a run with train_on_valid=%s (now %s). Use a new "
           "--model_dir or delete the old one." % (model_dir, before, now))
+    changed = trainer_changes(previous.get("trainer", {}), info.get("trainer", {}))
+    history = list(previous.get("trainer_changes", []))
+    if changed and not allow_trainer_changes:
+      raise InputError(
+          "%s already holds a run trained with other flags: %s. Rerun with the "
+          "run's flags to resume it, add --allow_flag_changes to continue with "
+          "the new ones (recorded in run.json), or use a new --model_dir."
+          % (model_dir, ", ".join("--%s=%s (now %s)" % (key, old, new)
+                                  for key, (old, new) in changed.items())))
+    if changed:
+      latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+      history.append({"from_checkpoint": latest and os.path.basename(latest),
+                      "changed": {key: {"before": old, "after": new}
+                                  for key, (old, new) in changed.items()}})
+    if history:
+      info = dict(info, trainer_changes=history)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(info, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
+
+
+def trainer_changes(before, after):
+  """`{key: (old, new)}` of the trainer settings a rerun may not change silently.
+
+  Keys in `RESUMABLE_TRAINER_KEYS` and keys the older run.json does not record
+  are not compared.
+  """
+  return {key: (before[key], after.get(key)) for key in sorted(before)
+          if key not in RESUMABLE_TRAINER_KEYS and key in after
+          and before[key] != after[key]}
 
 
 def read_run_info(model_dir):
@@ -63,7 +112,7 @@ CHECKPOINTS = ("latest", "best")
 def checkpoint_path(model_dir, checkpoint="latest"):
   """The checkpoint prefix of `model_dir` to restore: "latest" or "best"."""
   if checkpoint not in CHECKPOINTS:
-    raise ValueError("checkpoint must be one of %s, got %r" % (CHECKPOINTS, checkpoint))
+    raise InputError("checkpoint must be one of %s, got %r" % (CHECKPOINTS, checkpoint))
   folder = os.path.join(model_dir, "checkpoints")
   if checkpoint == "best":
     folder = os.path.join(folder, "best")
@@ -94,7 +143,7 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
   info = read_run_info(model_dir)
   data = ProcessedDataset.load(data_dir or info["data_dir"])
   if info.get("dataset_fingerprint") and data.fingerprint != info["dataset_fingerprint"]:
-    raise ValueError(
+    raise InputError(
         "the dataset in %s (fingerprint %s) is not the one %s was trained on (%s)"
         % (data.directory, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
   if info.get("trainer", {}).get("train_on_valid"):

@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from dcg_tf._keras import keras
 from dcg_tf.data import pipeline
+from dcg_tf.errors import InputError
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,7 +72,7 @@ def steps_per_epoch(data, config):
   lengths = lengths[lengths >= 2]
   n = int((lengths - 1).sum()) if config.all_prefixes else lengths.size
   if n < config.batch_size:
-    raise ValueError(
+    raise InputError(
         "%s has %d training examples per epoch, fewer than --batch_size=%d "
         "(batches are full, the remainder is dropped): lower the batch size%s"
         % (data.directory, n, config.batch_size,

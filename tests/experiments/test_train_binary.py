@@ -109,3 +109,40 @@ def test_train_on_valid_trains_on_the_validation_events_too(data_dir, tmp_path):
   with pytest.raises(ValueError, match="evaluate on test"):
     evaluator.evaluate_model(model, data, split="valid")
   assert evaluator.evaluate_model(model, data, split="test", progress=False)["num_users"] == 12
+
+
+def test_rerun_with_other_training_flags_is_refused_unless_allowed(data_dir, tmp_path):
+  model_dir = str(tmp_path / "m")
+  common = ["--model=two_tower", "--data_dir=" + data_dir, "--model_dir=" + model_dir,
+            "--max_len=6", "--embedding_dim=8", "--all_prefixes", "--progress=false"]
+  assert _train(*common, "--batch_size=4", "--steps=2").returncode == 0
+  with open(os.path.join(model_dir, "run.json")) as f:
+    before = json.load(f)
+  with open(os.path.join(model_dir, "flags.txt")) as f:
+    flags_before = f.read()
+  refused = _train(*common, "--batch_size=2", "--learning_rate=0.01", "--steps=3")
+  lines = [line for line in refused.stderr.splitlines() if line.strip()]
+  assert refused.returncode == 2 and len(lines) == 1, refused.stderr[-3000:]
+  assert "--batch_size=4 (now 2)" in lines[0]
+  assert "--learning_rate=0.001 (now 0.01)" in lines[0]
+  assert "--allow_flag_changes" in lines[0]
+  # Nothing was overwritten with values the run never used.
+  with open(os.path.join(model_dir, "run.json")) as f:
+    assert json.load(f) == before
+  with open(os.path.join(model_dir, "flags.txt")) as f:
+    assert f.read() == flags_before
+  # More steps alone is the normal resume and needs no permission.
+  more = _train(*common, "--batch_size=4", "--steps=3")
+  assert more.returncode == 0, more.stderr[-3000:]
+  allowed = _train(*common, "--batch_size=2", "--learning_rate=0.01", "--steps=4",
+                   "--allow_flag_changes")
+  assert allowed.returncode == 0, allowed.stderr[-3000:]
+  assert "done: step 4" in allowed.stdout
+  with open(os.path.join(model_dir, "run.json")) as f:
+    after = json.load(f)
+  assert after["trainer"]["batch_size"] == 2
+  assert after["trainer"]["learning_rate"] == 0.01
+  assert after["trainer_changes"] == [{
+      "from_checkpoint": "ckpt-3",
+      "changed": {"batch_size": {"before": 4, "after": 2},
+                  "learning_rate": {"before": 0.001, "after": 0.01}}}]

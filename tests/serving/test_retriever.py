@@ -147,3 +147,49 @@ def test_build_index_binary_writes_a_loadable_index(mean_export, tmp_path):
   assert (loaded.kind, loaded.num_items, loaded.dim) == ("ivfpq", 40, 8)
   assert loaded.params == {"nlist": 4, "nprobe": 4, "seed": 1234, "pq_m": 2,
                            "pq_nbits": 4}
+
+
+@pytest.mark.parametrize("history", [[], ["nope", "unknown"]])
+def test_a_history_with_no_known_id_warns_that_it_is_not_personalised(
+    mean_retriever, mean_export, tiny_data, make_reference_batch, history):
+  items = np.load(os.path.join(mean_export.export_dir, "item_embeddings.npy"))
+  # Reference: the user tower on an all-padding history (unknown ids map to 0).
+  user = _user_vectors(mean_export, tiny_data, [[]], make_reference_batch).numpy()[0]
+  with pytest.warns(UserWarning, match="not personalised"):
+    got = mean_retriever.retrieve(history, k=5)
+  scores = items @ user                                             # [N]
+  # Compared by score (the mean of no item is the zero vector: every score
+  # ties), each returned item scored as the reference scores it.
+  np.testing.assert_allclose([s for _, s in got], np.sort(scores)[::-1][:5],
+                             atol=1e-5)
+  np.testing.assert_allclose([s for _, s in got],
+                             [scores[int(item[1:]) - 1] for item, _ in got],
+                             atol=1e-5)
+
+
+def test_a_known_history_does_not_warn(mean_retriever, recwarn):
+  mean_retriever.retrieve(["i3", "nope"], k=5)
+  assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_k_above_the_catalog_is_clipped_with_a_warning(mean_retriever):
+  with pytest.warns(UserWarning, match="k=1000 is above the catalog size"):
+    got = mean_retriever.retrieve(["i3", "i8"], k=1000)
+  # 40 items, the 2 of the history excluded.
+  assert len(got) == NUM_ITEMS - 2
+  assert got == mean_retriever.retrieve(["i3", "i8"], k=NUM_ITEMS)
+
+
+def test_retrieve_binary_warns_in_one_line_each(mean_export):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.retrieve",
+       "--export_dir=" + mean_export.export_dir, "--history=nope", "--k=1000"],
+      capture_output=True, text=True, cwd=root, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  warned = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(warned) == 2, result.stderr
+  assert all(line.startswith("warning: ") for line in warned), warned
+  assert "not personalised" in warned[0] and "k=1000" in warned[1]
+  assert len(result.stdout.strip().splitlines()) == 1 + NUM_ITEMS
