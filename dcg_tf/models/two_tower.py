@@ -34,9 +34,17 @@ class TwoTowerModel(RetrievalModel):
     self._log_q = (None if log_item_probability is None else
                    tf.constant(log_item_probability, tf.float32))
 
+  def encode_candidates(self, item_ids, training=False):
+    """The item tower on the positives of the main loss: `[P] -> [P, D]`.
+
+    A hook for models that change the candidates' input (SSL-CFM's feature
+    dropout baseline augments them while training); default the plain tower.
+    """
+    return self.item_tower(item_ids, training=training)
+
   def compute_loss(self, inputs, training=False):
     query, target = self.queries_and_targets(inputs, training)  # [P, D], [P]
-    candidates = self.item_tower(target, training=training)        # [P, D]
+    candidates = self.encode_candidates(target, training)          # [P, D]
     probability = None
     if self.logq_correction and self._log_q is not None:
       probability = tf.exp(tf.gather(self._log_q, target))         # [P]
