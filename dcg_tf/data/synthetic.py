@@ -17,6 +17,9 @@ The generator (`generate`) draws, with one seed:
 Everything is vectorised NumPy; the writers format lines with `str` methods
 over whole chunks.
 
+`generate_correlated_fields` draws item fields in correlated groups of known
+mutual information (`planted_mutual_information`) for SSL-CFM's masking.
+
 Writers: `write_amazon_2014` (reviews JSON lines + Python-literal metadata, as
 the original `reviews_<Cat>.json` / `meta_<Cat>.json`), `write_sequence_pairs`
 (`user item` lines), `write_movielens` (ml-latest CSV files).
@@ -123,6 +126,88 @@ def generate(num_events, num_users=None, num_items=None, num_categories=None,
   return SyntheticData(user, item, timestamp, rating, cat.astype(np.int64),
                        brand.astype(np.int64), pop, num_users, num_items,
                        num_categories)
+
+
+# === Item fields in correlated groups (SSL-CFM) ===
+
+
+@dataclasses.dataclass
+class CorrelatedFields:
+  """Catalog fields with planted correlation groups.
+
+  Attributes:
+    features: dict name -> int64 [N+1] (single-valued) or [N+1, L]
+      (multi-valued, 0-padded); row 0 is padding (all 0), values are 1-based
+      as in `catalog.npz`.
+    groups: dict name -> the index of the field's group.
+    num_values: list, K_g (values of group g's latent and of its fields).
+    noise: list, epsilon_g (the chance that a field ignores the latent).
+    num_items: N.
+  """
+  features: dict
+  groups: dict
+  num_values: list
+  noise: list
+  num_items: int
+
+
+def generate_correlated_fields(num_items, group_sizes=(3, 3, 2),
+                               num_values=(16, 8, 4), noise=(0.1, 0.3, 0.2),
+                               multi_valued_extra=2, seed=0):
+  """Item fields in groups of known mutual information (SSL-CFM, Eq. 4).
+
+  Group g has a latent z_g per item, uniform over K_g = `num_values[g]`
+  values, independent across groups. Each field of group g is a noisy copy
+  of z_g: the latent w.p. 1 - epsilon_g (`noise[g]`), otherwise a uniform
+  value of the K_g, drawn independently per field and item. So two
+  single-valued fields of one group share `planted_mutual_information(K_g,
+  epsilon_g)` nats and fields of different groups none. The last field of
+  group 0 is multi-valued: its noisy copy plus up to `multi_valued_extra`
+  uniform extra values (0-padded), so the groups hold both kinds of field.
+  Field `g<g>_f<m>` is field m of group g; k = sum(group_sizes) (8 by default).
+
+  Returns:
+    `CorrelatedFields`.
+  """
+  if not len(group_sizes) == len(num_values) == len(noise):
+    raise ValueError("group_sizes, num_values and noise need one entry per "
+                     "group, got %d, %d and %d"
+                     % (len(group_sizes), len(num_values), len(noise)))
+  rng = np.random.default_rng(seed)
+  features, groups = {}, {}
+  for g, (size, k, eps) in enumerate(zip(group_sizes, num_values, noise)):
+    latent = rng.integers(0, k, num_items)                     # [N]
+    for m in range(size):
+      copy = np.where(rng.random(num_items) < eps,
+                      rng.integers(0, k, num_items), latent) + 1   # [N], 1..K
+      name = "g%d_f%d" % (g, m)
+      if g == 0 and m == size - 1 and multi_valued_extra > 0:
+        extra = rng.integers(1, k + 1, (num_items, multi_valued_extra))
+        kept = rng.random((num_items, multi_valued_extra)) < 0.5
+        column = np.concatenate([copy[:, None], np.where(kept, extra, 0)], 1)
+        column = np.concatenate([np.zeros((1, column.shape[1]), np.int64),
+                                 column])                        # [N+1, L]
+      else:
+        column = np.concatenate([[0], copy])                     # [N+1]
+      features[name] = column.astype(np.int64)
+      groups[name] = g
+  return CorrelatedFields(features, groups, list(num_values), list(noise),
+                          num_items)
+
+
+def planted_mutual_information(num_values, noise):
+  """I(X; Y) in nats of two noisy copies of one uniform latent over K values.
+
+  P(x | z) = (1 - e)[x = z] + e / K for each copy, so with c = (1 - e)^2
+  P(x, y) = c / K [x = y] + (1 - c) / K^2 and both marginals are 1/K:
+  I = K p_same log(K^2 p_same) + (K^2 - K) p_diff log(K^2 p_diff).
+  """
+  k, c = float(num_values), (1.0 - noise) ** 2
+  same, diff = c / k + (1 - c) / k ** 2, (1 - c) / k ** 2
+  total = k * same * np.log(k * k * same)
+  if diff > 0:
+    total += (k * k - k) * diff * np.log(k * k * diff)
+  return float(total)
 
 
 # === Raw ids ===

@@ -110,6 +110,6 @@ class CorrelatedFeatureMasking(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(mutual_information=[list(row) for row in self.mutual_information],
+    config.update(mutual_information=[list(r) for r in self.mutual_information],
                   num_masked=self.num_masked)
     return config
