@@ -57,7 +57,8 @@ class SSLCFMModel(TwoTowerModel):
       `TwoTowerModel` (the item tower must have an `item_embedding`).
     masking: a `CorrelatedFeatureMasking` / `RandomFeatureMasking` over the
       item embedding's fields, or None.
-    dropout_rate: dr, the rate of value dropout (0: none).
+    dropout_rate: dr, the rate of value dropout (0: none; no effect when the
+      item embedding has no multi-valued feature).
     ssl_weight: alpha of Eq. 5 (0: no SSL task and no auxiliary stream).
     ssl_temperature: tau of Eq. 3.
     ssl_item_distribution: "uniform" (the paper) or "training".
