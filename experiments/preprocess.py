@@ -36,6 +36,9 @@ flags.DEFINE_integer("min_item_interactions", 0, "k-core: minimum events per ite
 flags.DEFINE_integer("max_history", 0, "Keep each user's last N events (0 = all).")
 flags.DEFINE_integer("session_gap", 3600, "Inactivity gap (s) that starts a session.")
 flags.DEFINE_float("max_bad_fraction", 0.01, "Fail when a file has more bad lines.")
+flags.DEFINE_float("min_rating", None, "Explicit feedback: keep only events "
+                   "rated >= this (e.g. 4 on MovieLens' 0.5-5 stars); the rest "
+                   "are counted as dropped (below_min_rating). Default: all.")
 flags.DEFINE_bool("dedup", True, "Drop repeated (user, item, timestamp) events.")
 flags.DEFINE_integer("cutoff_timestamp", None, "time split: test cut-off (s).")
 flags.DEFINE_integer("valid_cutoff_timestamp", None, "time split: valid cut-off (s).")
@@ -75,7 +78,7 @@ def config_from_flags():
       test_days=FLAGS.test_days, holdout_users=FLAGS.holdout_users,
       max_feature_len=FLAGS.max_feature_len, num_shards=FLAGS.num_shards,
       max_bad_fraction=FLAGS.max_bad_fraction, dien_layout=FLAGS.dien_layout,
-      seed=FLAGS.seed)
+      seed=FLAGS.seed, min_rating=FLAGS.min_rating)
 
 
 def loader_options_from_flags(fmt):

@@ -1,6 +1,9 @@
 """Raw interactions -> the processed dataset of docs/design.md.
 
 Steps (all vectorised over NumPy arrays of int codes):
+0. rating threshold (explicit feedback, `min_rating`): events rated below it,
+   or without a rating, are not positives and are dropped; each is counted
+   against its input line (`below_min_rating`, `no_rating`).
 1. dedup: identical (user, item, timestamp) events keep their first row.
 2. sort each user's events by time (stable: ties keep the file order).
 3. max history: keep each user's most recent `max_history` events.
@@ -68,6 +71,9 @@ class PreprocessConfig:
     max_feature_len: cap on the length of multi-valued features.
     num_shards: training shards (0 = one per million events, at least 1).
     max_bad_fraction: per-file share of bad lines that stops the run.
+    min_rating: keep only events rated >= it (explicit feedback such as
+      MovieLens' 0.5-5 stars, where a low rating is not a positive); None
+      keeps every event. Data without ratings is refused.
     dien_layout: also write DIEN's processed files under `dien/`.
     seed: seed of every random choice (user split, DIEN negatives).
   """
@@ -88,6 +94,7 @@ class PreprocessConfig:
   max_bad_fraction: float = 0.01
   dien_layout: bool = False
   seed: int = 0
+  min_rating: float = None
 
   def __post_init__(self):
     if self.split not in SPLITS:
@@ -481,6 +488,45 @@ def _hash_in_background(paths):
   return future
 
 
+def apply_min_rating(inter, report, min_rating, filters, source="the"):
+  """Drops the events rated below `min_rating` (step 0 of the module doc).
+
+  Args:
+    inter: the loader's interactions (`RawData.interactions`), with `rating`
+      and, for the accounting, `file` and `line`.
+    report: the loader's `DropReport`: each dropped event moves from kept to
+      dropped on its input line, as `below_min_rating` (or `no_rating` when
+      the row has none), so every row stays kept or counted.
+    min_rating: the threshold; events rated `>= min_rating` are kept.
+    filters: the manifest's filter list; one entry is appended.
+    source: the input format, for the error message.
+
+  Returns:
+    the kept interactions.
+
+  Raises:
+    BadInputError: the data has no rating column.
+  """
+  if "rating" not in inter:
+    raise BadInputError("--min_rating=%g: %s data has no ratings (only the "
+                     "movielens format, csv with --csv_rating and amazon have "
+                     "them)" % (min_rating, source))
+  rating = inter["rating"].to_numpy(np.float64)
+  missing = np.isnan(rating)
+  low = ~missing & (rating < min_rating)
+  if "line" in inter:
+    files = list(report.files)
+    fidx = inter["file"].to_numpy()
+    lines = inter["line"].to_numpy()
+    for reason, mask in (("below_min_rating", low), ("no_rating", missing)):
+      for f in np.unique(fidx[mask]):
+        report.move_kept_to_dropped(files[f], reason, lines[mask & (fidx == f)])
+  filters.append({"name": "min_rating",
+                  "reason": "rated below %g (or not rated)" % min_rating,
+                  "dropped": int(low.sum() + missing.sum())})
+  return inter[~(low | missing)]
+
+
 def _temp_dir(output_dir):
   parent = os.path.dirname(os.path.abspath(output_dir)) or "."
   os.makedirs(parent, exist_ok=True)
@@ -514,11 +560,14 @@ def preprocess(raw, output_dir, config=None, input_paths=(), source_format=None,
     raise FileExistsError("%s exists; pass overwrite=True (--overwrite)" % output_dir)
   input_hashes = _hash_in_background(input_paths)
   report = raw.report
+  filters = []
   inter = raw.interactions
+  if config.min_rating is not None:
+    inter = apply_min_rating(inter, report, config.min_rating, filters,
+                             source_format or "the")
   u_code, user_ids = _codes(inter["user"])
   i_code, item_ids = _codes(inter["item"])
   ts = inter["timestamp"].to_numpy(np.int64)
-  filters = []
   inputs = ", ".join(map(str, input_paths)) or "the input"
 
   # 1. dedup (counted against the input line when the loader kept it).

@@ -18,9 +18,11 @@ from dcg_tf.errors import InputError
 MAX_EXAMPLE_LINES = 5
 
 # Reasons that are counted but are not bad input (they do not count towards
-# --max_bad_fraction): e.g. metadata of items nobody reviewed.
+# --max_bad_fraction): e.g. metadata of items nobody reviewed, events a
+# --min_rating threshold leaves out.
 INFORMATIONAL_REASONS = frozenset({"item_not_in_interactions",
-                                   "user_not_in_interactions"})
+                                   "user_not_in_interactions",
+                                   "below_min_rating", "no_rating"})
 
 
 class BadInputError(InputError):

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.resumable_dropout import ResumableDropout
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
@@ -10,7 +11,8 @@ class ProjectionHead(keras.layers.Layer):
   """`normalize(W_out MLP(x))`: the head the two-tower encoders put on top.
 
   The MLP is `hidden_units` Dense layers with `activation`, each followed by
-  dropout (training only); `W_out` is a linear projection to `output_dim`;
+  dropout (training only; `ResumableDropout`, so a resumed run drops the same
+  units); `W_out` is a linear projection to `output_dim`;
   `normalize` is an optional l2 normalisation (cosine similarity downstream).
   With no hidden units, `output_dim=None` and no normalisation the head is the
   identity. YouTube DNN (Covington et al., RecSys'16) section 3 / Figure 3
@@ -47,7 +49,7 @@ class ProjectionHead(keras.layers.Layer):
     self.hidden_layers = [
         keras.layers.Dense(u, activation=activation, name="hidden_%d" % i)
         for i, u in enumerate(self.hidden_units)]
-    self.dropout_layers = [keras.layers.Dropout(self.dropout)
+    self.dropout_layers = [ResumableDropout(self.dropout)
                            for _ in self.hidden_units]
     self.output_layer = (None if self.output_dim is None
                          else keras.layers.Dense(self.output_dim, name="output"))

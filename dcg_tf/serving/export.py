@@ -14,6 +14,8 @@ queues and momentum encoders cannot enter the SavedModel (docs/design.md).
                                             user_id string [B])
                        -> {"embedding": [B, D]} or, multi-interest,
                           {"embeddings": [B, K, D], "mask": bool [B, K]}.
+                       Inputs of another rank or shape fail with an
+                       InvalidArgumentError naming the input and its shape.
                        '' pads; unknown ids map to 0 and are dropped; the known
                        ids are left-aligned and the most recent `max_len` kept
                        (the training batch layout). serving_default fills
@@ -114,6 +116,47 @@ def _untracked_call(tower):
   return lambda inputs: tower(inputs, training=False)
 
 
+def checked_shape(tensor, rank, name, like=None):
+  """`tensor` behind a run-time check of its rank (and shape), with a readable error.
+
+  A serving signature declares shapes (`[None, None]`), but a caller of the
+  SavedModel (plain TensorFlow, TensorFlow Serving) can feed another rank and
+  would get an opaque error from deep inside the graph. The check must run
+  when the graph runs: `tf.rank` and `tf.debugging.assert_rank` read the
+  declared rank at trace time (always the expected one) and TensorFlow's graph
+  optimiser folds `Rank` and `Size` of the shape into constants. So the
+  shape vector is padded with -1s: `padded[rank - 1] >= 0` and
+  `padded[rank] == -1` hold exactly when the tensor has rank `rank`.
+
+  Args:
+    tensor: an input of a serving signature.
+    rank: the rank it must have (>= 1).
+    name: its name in the signature, for the message.
+    like: optional tensor whose first `rank` dimensions it must equal (e.g.
+      the timestamps of a history [B, L], the query times of a batch [B]).
+
+  Returns:
+    `tensor`, computed after the check (an `InvalidArgumentError` whose
+    message names the input, the expected and the received shape otherwise).
+  """
+  shape = tf.shape(tensor)
+  padded = tf.concat([shape, -tf.ones([rank + 1], shape.dtype)], 0)  # [rank(t) + rank + 1]
+  ok = tf.logical_and(padded[rank - 1] >= 0, padded[rank] < 0)
+  layout = {1: "[batch]", 2: "[batch, length]"}.get(rank, "rank %d" % rank)
+  checks = [tf.debugging.Assert(
+      ok, ["%s must be %d-D %s; got an input of shape" % (name, rank, layout), shape])]
+  if like is not None:
+    with tf.control_dependencies(checks):
+      expected = tf.shape(like)[:rank]
+      checks.append(tf.debugging.Assert(
+          tf.reduce_all(tf.equal(shape, expected)),
+          ["%s must have shape" % name, expected,
+           "(the %s of history); got" % ("shape" if rank == 2 else "batch size"),
+           shape]))
+  with tf.control_dependencies(checks):
+    return tf.identity(tensor)
+
+
 class UserTowerServing(tf.Module):
   """Raw ids -> user embedding(s); the module saved as `user_tower/`.
 
@@ -164,6 +207,7 @@ class UserTowerServing(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name="history")])
   def serve(self, history):
+    history = checked_shape(history, 2, "history")
     shape = tf.shape(history)
     return self.embed(history, tf.zeros(shape, tf.int64),
                       tf.zeros(shape[:1], tf.int64), tf.fill(shape[:1], ""))
@@ -175,6 +219,12 @@ class UserTowerServing(tf.Module):
       tf.TensorSpec([None], tf.string, name="user_id")])
   def serve_with_context(self, history, history_timestamp, query_timestamp,
                          user_id):
+    history = checked_shape(history, 2, "history")
+    history_timestamp = checked_shape(history_timestamp, 2, "history_timestamp",
+                                      like=history)
+    query_timestamp = checked_shape(query_timestamp, 1, "query_timestamp",
+                                    like=history)
+    user_id = checked_shape(user_id, 1, "user_id", like=history)
     return self.embed(history, history_timestamp, query_timestamp, user_id)
 
 
@@ -196,7 +246,7 @@ class ItemTowerServing(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
   def serve(self, item_id):
-    ids = self.item_table.lookup(item_id)                      # [B]
+    ids = self.item_table.lookup(checked_shape(item_id, 1, "item_id"))  # [B]
     known = ids > 0                                            # [B]
     embedding = tf.cast(self._tower(ids), tf.float32)         # [B, D]
     embedding = tf.where(known[:, None], embedding, tf.zeros_like(embedding))

@@ -10,7 +10,9 @@ Like the authors' code, blocks are pre-LN and a final LayerNorm follows them.
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.attention.resumable_multi_head_attention import ResumableMultiHeadAttention
 from dcg_tf.layers.nested_config import NestedLayerConfig
+from dcg_tf.layers.resumable_dropout import ResumableDropout
 
 _POSITION_MODES = ("recency", "order")
 
@@ -37,7 +39,9 @@ class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
     max_len: the longest history L accepted (rows of the positional table).
     num_blocks: number of self-attention blocks (SASRec: 2).
     num_heads: attention heads (SASRec: 1); must divide d.
-    dropout: dropout rate on embeddings, attention weights and block outputs.
+    dropout: dropout rate on embeddings, attention weights and block outputs
+      (`ResumableDropout`: masks from the checkpointed generator, so a resumed
+      run drops what the uninterrupted run dropped).
     output_dim: dimension of a final linear projection; None for none (then
       D = d and user vectors live in the item embedding space).
     l2_normalize: l2-normalise the output (cosine similarity downstream).
@@ -82,22 +86,22 @@ class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
                        "%s, got %r" % (self.name, _POSITION_MODES, position_mode))
 
     # === Layers ===
-    self.input_dropout = keras.layers.Dropout(self.dropout)
+    self.input_dropout = ResumableDropout(self.dropout)
     self.attention_norms, self.attentions, self.attention_dropouts = [], [], []
     self.ffn_norms, self.ffn_inner, self.ffn_outer, self.ffn_dropouts = [], [], [], []
     for i in range(self.num_blocks):
       self.attention_norms.append(
           keras.layers.LayerNormalization(epsilon=1e-8, name="attention_norm_%d" % i))
-      self.attentions.append(keras.layers.MultiHeadAttention(
+      self.attentions.append(ResumableMultiHeadAttention(
           num_heads=self.num_heads, key_dim=width // self.num_heads,
           dropout=self.dropout, name="attention_%d" % i))
-      self.attention_dropouts.append(keras.layers.Dropout(self.dropout))
+      self.attention_dropouts.append(ResumableDropout(self.dropout))
       self.ffn_norms.append(
           keras.layers.LayerNormalization(epsilon=1e-8, name="ffn_norm_%d" % i))
       self.ffn_inner.append(keras.layers.Dense(
           self.ffn_dim or width, activation="relu", name="ffn_inner_%d" % i))
       self.ffn_outer.append(keras.layers.Dense(width, name="ffn_outer_%d" % i))
-      self.ffn_dropouts.append(keras.layers.Dropout(self.dropout))
+      self.ffn_dropouts.append(ResumableDropout(self.dropout))
     self.final_norm = keras.layers.LayerNormalization(epsilon=1e-8, name="final_norm")
     self.output_layer = (None if self.output_dim is None
                          else keras.layers.Dense(self.output_dim, name="output"))

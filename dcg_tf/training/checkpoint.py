@@ -4,6 +4,11 @@
 resolved parameters, the trainer settings, the data folder and the dataset
 fingerprint. Every later verb (evaluate, export) rebuilds the same model from
 it through the registry and restores the latest checkpoint.
+
+Checkpoints are verified before they are restored (`verify_checkpoint`: every
+tensor is read back, checksums included): a truncated or altered checkpoint
+is a `CorruptCheckpointError` that names it, never a traceback from the
+reader.
 """
 
 import importlib
@@ -20,6 +25,38 @@ from dcg_tf.errors import InputError
 from dcg_tf.models import registry
 
 RUN_FILE = "run.json"
+
+
+class CorruptCheckpointError(InputError):
+  """A checkpoint whose files cannot be read back (cut short, altered, missing)."""
+
+
+# What TensorFlow's checkpoint reader raises on damaged files: a truncated
+# `.data` file is an IndexError ("Read less bytes than requested"), a changed
+# byte a DataLossError (checksum), a missing file a NotFoundError.
+_READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, OSError, RuntimeError)
+
+
+def verify_checkpoint(path):
+  """Reads back every tensor of the checkpoint `path` (a prefix `.../ckpt-N`).
+
+  The reader checks each tensor's size and CRC32C checksum, so a `.data` file
+  cut short, a changed byte or a missing file is found here, before a restore
+  has assigned part of the variables.
+
+  Raises:
+    CorruptCheckpointError: one line naming `path` and what is wrong.
+  """
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for key in reader.get_variable_to_shape_map():
+      reader.get_tensor(key)
+  except _READ_ERRORS as e:
+    reason = (getattr(e, "message", None) or str(e) or type(e).__name__)
+    reason = " ".join(reason.split())
+    raise CorruptCheckpointError(
+        "checkpoint %s is corrupt and cannot be restored (%s: %s)"
+        % (path, type(e).__name__, reason[:300])) from e
 
 
 # Trainer settings a rerun may change silently: more epochs or steps is how a
@@ -165,6 +202,12 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
                                           max_len=info["trainer"]["max_len"])))
   model.compute_loss(_as_train_batch(batch, model, data), training=False)
   path = checkpoint_path(model_dir, checkpoint)
+  try:
+    verify_checkpoint(path)
+  except CorruptCheckpointError as e:
+    raise CorruptCheckpointError(
+        "%s. Rerun experiments.train with the run's flags: it resumes from the "
+        "newest intact checkpoint and writes a new one" % e) from e
   tf.train.Checkpoint(model=model).restore(path).expect_partial()
   return model, data
 

@@ -9,7 +9,14 @@ input of epoch `e` is a pure function of `(seed, e)` (see
 `dcg_tf.data.pipeline.train_dataset`), so skipping the batches already consumed
 lands on the exact next batch. The same holds for the model's auxiliary
 input streams (`RetrievalModel.auxiliary_streams`), zipped into each batch as
-`batch["aux"][name]` by `training_dataset` and skipped with it.
+`batch["aux"][name]` by `training_dataset` and skipped with it. Every random
+draw of a training step comes from a generator in the checkpoint: the global
+`tf.random.Generator`, seeded from `config.seed` here (dropout,
+`dcg_tf.layers.resumable_dropout.ResumableDropout`), or a model's own (sampled
+negatives, CLRec's u2u split); so the resumed run draws what the
+uninterrupted one drew. Checkpoints are verified before they are restored: a
+corrupt one (cut short by a crash, altered) is named on stderr and the run
+resumes from the newest intact one.
 
 Epoch-level state (`RetrievalModel.training_callbacks`, see
 `dcg_tf.training.callbacks.EpochCallback`) is refreshed at the start of every
@@ -42,6 +49,7 @@ import tensorflow as tf
 from dcg_tf._keras import keras
 from dcg_tf.data import pipeline
 from dcg_tf.errors import InputError
+from dcg_tf.training import checkpoint as checkpoint_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -195,16 +203,43 @@ class Trainer:
     self.validation_path = os.path.join(model_dir, "validation.json")
     self._train_fn = tf.function(model.train_step, reduce_retracing=True)
     self.history = []
+    self.corrupt_checkpoints = []
 
   def restore(self):
-    """Restores the latest checkpoint, if any; returns its path or None."""
-    path = self.manager.latest_checkpoint
-    if path:
+    """Restores the newest intact checkpoint, if any; returns its path or None.
+
+    Each checkpoint is verified before it is restored
+    (`dcg_tf.training.checkpoint.verify_checkpoint`); a corrupt one is named
+    on stderr and the next older one is tried (those skipped are listed in
+    `self.corrupt_checkpoints`). The resumed run writes its checkpoints over
+    the corrupt ones as it reaches their steps again.
+
+    Raises:
+      CorruptCheckpointError: every checkpoint of the run is corrupt.
+    """
+    candidates = list(reversed(self.manager.checkpoints))
+    latest = self.manager.latest_checkpoint
+    if latest and latest not in candidates:
+      candidates.insert(0, latest)
+    if not candidates:
+      return None
+    corrupt = []
+    for path in candidates:
+      try:
+        checkpoint_lib.verify_checkpoint(path)
+      except checkpoint_lib.CorruptCheckpointError as e:
+        print("warning: %s; trying the previous one" % e, file=sys.stderr)
+        corrupt.append(path)
+        continue
+      self.corrupt_checkpoints = corrupt
       self._build(self._first_batch())
       self.checkpoint.restore(path).assert_existing_objects_matched()
       # The restored generator replaces the one seeded in __init__.
       tf.random.set_global_generator(self.checkpoint.rng)
-    return path
+      return path
+    raise checkpoint_lib.CorruptCheckpointError(
+        "every checkpoint of %s is corrupt (%s): move them away to train from "
+        "the start" % (self.model_dir, ", ".join(corrupt)))
 
   def _first_batch(self):
     return next(iter(training_dataset(self.model, self.data, self.config, 0)))
@@ -225,8 +260,9 @@ class Trainer:
     config = self.config
     restored = self.restore()
     if restored:
-      print("Resuming from %s (step %d, epoch %d, batch %d of the epoch)"
-            % (restored, int(self.global_step), int(self.epoch),
+      print("Resuming from %s%s (step %d, epoch %d, batch %d of the epoch)"
+            % (restored, ", the newest intact checkpoint" if self.corrupt_checkpoints
+               else "", int(self.global_step), int(self.epoch),
                int(self.step_in_epoch)), file=sys.stderr)
     writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
     per_epoch = self.steps_per_epoch()

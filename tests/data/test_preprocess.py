@@ -444,3 +444,64 @@ def test_encode_features_equals_row_by_row_reference():
       for name, (array, vocab) in want.items():
         np.testing.assert_array_equal(got[name][0], array)
         assert got[name][1] == vocab
+
+
+# Explicit feedback (MovieLens stars): line numbers count the header as line 1.
+_ML_RATINGS_FOR_THRESHOLD = (
+    "userId,movieId,rating,timestamp\n"
+    "1,10,5.0,100\n"    # line 2  kept
+    "1,11,0.5,200\n"    # line 3  below 4
+    "1,12,4.0,300\n"    # line 4  kept (the threshold itself passes)
+    "1,13,3.5,400\n"    # line 5  below
+    "2,10,4.5,100\n"    # line 6  kept
+    "2,14,1.0,150\n"    # line 7  below
+    "2,11,4.0,200\n"    # line 8  kept
+    "2,12,5,300\n"      # line 9  kept
+    "3,13,2.0,100\n"    # line 10 below: user 3 has no event left
+    "3,14,3.0,200\n")   # line 11 below
+
+
+def test_min_rating_drops_low_ratings_and_counts_each_line(tmp_path):
+  from dcg_tf.data.loaders import LOADERS  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "ratings.csv"
+  path.write_text(_ML_RATINGS_FOR_THRESHOLD)
+  out = str(tmp_path / "out")
+  manifest = pp.preprocess(LOADERS["movielens"]([str(path)]), out,
+                           pp.PreprocessConfig(min_rating=4.0),
+                           input_paths=[str(path)], source_format="movielens")
+  (stats,) = manifest["input_rows"]["files"]
+  assert (stats["read"], stats["kept"]) == (10, 5)
+  assert stats["dropped"] == {"below_min_rating": 5}
+  assert stats["first_lines"] == {"below_min_rating": [3, 5, 7, 10, 11]}
+  assert {"name": "min_rating", "reason": "rated below 4 (or not rated)",
+          "dropped": 5} in manifest["filters"]
+  assert manifest["params"]["min_rating"] == 4.0
+  # Kept: user 1 -> 10, 12 (2 events: training only); user 2 -> 10, 11, 12
+  # (leave-one-out: train 10, valid 11, test 12). Items 13 and 14 and user 3
+  # were only rated low: gone from the vocabularies.
+  assert sorted(_vocab(out, "user")) == ["1", "2"]
+  assert sorted(_vocab(out, "item")) == ["10", "11", "12"]
+  train, evals = _sequences(out)
+  assert train == {"1": ["10", "12"], "2": ["10"]}
+  assert evals["valid"] == {"2": (["10"], ["11"])}
+  assert evals["test"] == {"2": (["10", "11"], ["12"])}
+
+
+def test_min_rating_counts_unrated_rows_and_refuses_data_without_ratings(tmp_path):
+  rows = [("a", "x", 1), ("a", "y", 2), ("b", "x", 3)]
+  users, items, ts = zip(*rows)
+  # Amazon-style: a review without "overall" has a NaN rating.
+  inter = interactions_frame(np.array(users, object), np.array(items, object), ts,
+                             ratings=[5.0, np.nan, 2.0], file_index=0,
+                             lines=[1, 2, 3])
+  raw = RawData(interactions=inter)
+  raw.report.add_read("reviews.json", 3)
+  raw.report.add_kept("reviews.json", 3)
+  m = pp.preprocess(raw, str(tmp_path / "out"), pp.PreprocessConfig(min_rating=3))
+  (stats,) = m["input_rows"]["files"]
+  assert (stats["read"], stats["kept"]) == (3, 1)
+  assert stats["dropped"] == {"below_min_rating": 1, "no_rating": 1}
+  assert stats["first_lines"] == {"below_min_rating": [3], "no_rating": [2]}
+  with pytest.raises(pp.BadInputError, match="--min_rating=3: sequence data has no ratings"):
+    pp.preprocess(_raw(rows), str(tmp_path / "out2"), pp.PreprocessConfig(min_rating=3),
+                  source_format="sequence")

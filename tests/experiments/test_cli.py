@@ -116,8 +116,15 @@ def trained(tmp_path_factory, data_dir):
   content["export_fingerprint"] = "0" * 64
   with open(os.path.join(other_export, "export.json"), "w") as f:
     json.dump(content, f)
+  # A copy of the model_dir whose latest checkpoint's .data file is cut in half.
+  corrupt_model = str(root / "corrupt_model")
+  shutil.copytree(model_dir, corrupt_model)
+  latest = os.path.join(corrupt_model, "checkpoints", "ckpt-2.data-00000-of-00001")
+  with open(latest, "r+b") as f:
+    f.truncate(os.path.getsize(latest) // 2)
   return {"data": data_dir, "model": model_dir, "export": export_dir,
-          "other_data": other_data, "other_export": other_export, "root": str(root)}
+          "other_data": other_data, "other_export": other_export, "root": str(root),
+          "corrupt_model": corrupt_model}
 
 
 SLOW_CASES = {
@@ -135,6 +142,13 @@ SLOW_CASES = {
     "export_into_non_empty_dir": (
         ["experiments.export", "--model_dir={model}", "--export_dir={export}"],
         ["not empty"]),
+    "evaluate_corrupt_checkpoint": (
+        ["experiments.evaluate", "--model_dir={corrupt_model}", "--output={root}/c.json"],
+        ["checkpoints/ckpt-2 is corrupt", "Read less bytes"]),
+    "export_corrupt_checkpoint": (
+        ["experiments.export", "--model_dir={corrupt_model}",
+         "--export_dir={root}/corrupt_export"],
+        ["checkpoints/ckpt-2 is corrupt", "experiments.train"]),
     "diagnose_no_run_json": (
         ["experiments.diagnose", "--model_dir={root}"], ["run.json"]),
     "build_index_no_export": (

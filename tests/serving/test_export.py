@@ -61,8 +61,26 @@ vocab = open(args["mean"] + "/item_ids.txt").read().splitlines()
 out["all_items"] = item.signatures["serving_default"](
     item_id=tf.constant(vocab))["embedding"]
 np.savez(args["output"], **{k: v.numpy() for k, v in out.items()})
+# Inputs of the wrong rank or shape: the error each gives.
+errors = {}
+bad_calls = {
+    "history_1d": lambda: mean_user.signatures["serving_default"](
+        history=tf.constant(["i1", "i5"])),
+    "timestamps_short": lambda: multi_user.signatures["serve_with_context"](
+        history=history, history_timestamp=ts[:, :1],
+        query_timestamp=tf.constant(args["query_timestamps"], tf.int64),
+        user_id=tf.constant(args["users"])),
+    "item_id_2d": lambda: item.signatures["serving_default"](
+        item_id=tf.constant([args["item_ids"]])),
+}
+for name, call in bad_calls.items():
+  try:
+    call()
+    errors[name] = None
+  except tf.errors.InvalidArgumentError as e:
+    errors[name] = e.message
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("dcg_tf", "tf_keras"))
-print(json.dumps({"leaked": leaked}))
+print(json.dumps({"leaked": leaked, "errors": errors}))
 """
 
 
@@ -82,7 +100,19 @@ def plain_tf_outputs(mean_export, multi_export, tmp_path_factory):
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["leaked"] == []
   with np.load(output, allow_pickle=False) as f:
-    return dict(f)
+    return dict(f, errors=report["errors"])
+
+
+def test_inputs_of_the_wrong_rank_are_named_in_the_error(plain_tf_outputs):
+  """Plain TensorFlow calls with a 1-D history etc. get a readable message."""
+  errors = plain_tf_outputs["errors"]
+  assert ("history must be 2-D [batch, length]; got an input of shape] [2]"
+          in errors["history_1d"]), errors["history_1d"]
+  # 4 histories padded to width 10 (the longest); timestamps cut to width 1.
+  assert ("history_timestamp must have shape] [4 10] [(the shape of history); "
+          "got] [4 1]" in errors["timestamps_short"]), errors["timestamps_short"]
+  assert ("item_id must be 1-D [batch]; got an input of shape] [1 5]"
+          in errors["item_id_2d"]), errors["item_id_2d"]
 
 
 def test_user_tower_savedmodel_matches_tower_on_raw_ids(

@@ -1,4 +1,4 @@
-"""load_trained_model: a run.json written before a parameter was removed loads."""
+"""load_trained_model: a run.json written before a parameter was removed loads;\na corrupt checkpoint is named in one line."""
 
 import json
 import os
@@ -52,3 +52,49 @@ def test_split_known_params():
   known, removed = registry.split_known_params(
       "two_tower", dict(defaults, loss="x", gone=1))
   assert known == defaults and removed == ["gone", "loss"]
+
+
+def _saved_model_dir(tmp_path):
+  """A two_tower model_dir (run.json + one checkpoint); returns (dir, prefix)."""
+  configs.import_all()
+  data_dir = write_tiny_dataset(str(tmp_path / "data"), num_users=8, num_items=10)
+  data = ProcessedDataset.load(data_dir)
+  params = registry.resolve_params("two_tower", {"embedding_dim": 8, "max_len": 6})
+  model = registry.build_model("two_tower", params, data)
+  batch = next(iter(pipeline.train_dataset(data, batch_size=4, max_len=6, seed=0)))
+  model.compute_loss(batch, training=False)
+  model_dir = str(tmp_path / "model")
+  prefix = tf.train.Checkpoint(model=model).save(
+      os.path.join(model_dir, "checkpoints", "ckpt"))
+  checkpoint.write_run_info(model_dir, {
+      "experiment": "two_tower", "experiment_module": "dcg_tf.configs.two_tower",
+      "params": params, "trainer": {"max_len": 6}, "data_dir": data_dir,
+      "dataset_fingerprint": data.fingerprint})
+  return model_dir, prefix
+
+
+def test_verify_checkpoint_finds_a_truncated_or_altered_data_file(tmp_path):
+  model_dir, prefix = _saved_model_dir(tmp_path)
+  checkpoint.verify_checkpoint(prefix)   # intact: no error
+  data_file = prefix + ".data-00000-of-00001"
+  with open(data_file, "rb") as f:
+    content = f.read()
+  # One byte changed in the middle: the CRC32C of its tensor no longer matches.
+  altered = bytearray(content)
+  altered[len(altered) // 2] ^= 0xFF
+  with open(data_file, "wb") as f:
+    f.write(bytes(altered))
+  with pytest.raises(checkpoint.CorruptCheckpointError,
+                     match="checkpoint %s is corrupt" % prefix):
+    checkpoint.verify_checkpoint(prefix)
+  # Cut in half, as a crash in the middle of a write leaves it.
+  with open(data_file, "wb") as f:
+    f.write(content[:len(content) // 2])
+  with pytest.raises(checkpoint.CorruptCheckpointError) as raised:
+    checkpoint.verify_checkpoint(prefix)
+  assert "\n" not in str(raised.value)
+  # Evaluate and export restore through load_trained_model: one-line InputError.
+  with pytest.raises(checkpoint.CorruptCheckpointError,
+                     match="checkpoint %s is corrupt.*experiments.train" % prefix):
+    checkpoint.load_trained_model(model_dir)
+  assert issubclass(checkpoint.CorruptCheckpointError, checkpoint.InputError)

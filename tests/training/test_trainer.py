@@ -1,6 +1,8 @@
 """Trainer: interrupted-and-resumed runs equal uninterrupted ones (auxiliary
 streams included); NaN stops."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -56,11 +58,13 @@ def _two_tower_model(data):
                               data)
 
 
-def _run(data, model_dir, epochs, steps=0, seed=3, log_every=50, build=_two_tower_model):
+def _run(data, model_dir, epochs, steps=0, seed=3, log_every=50, build=_two_tower_model,
+         checkpoint_every=1000):
   trainer_lib.set_seeds(seed)
   model = build(data)
   config = trainer_lib.TrainerConfig(batch_size=4, max_len=6, epochs=epochs, steps=steps,
-                                     seed=seed, all_prefixes=True, checkpoint_every=1000,
+                                     seed=seed, all_prefixes=True,
+                                     checkpoint_every=checkpoint_every,
                                      log_every=log_every, progress=False)
   trainer = trainer_lib.Trainer(model, get_optimizer("lazy_adam", 0.05), data,
                                 str(model_dir), config)
@@ -244,3 +248,47 @@ def test_validate_every_needs_a_validate_fn(data, tmp_path):
 def test_best_checkpoint_missing_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="--validate_every"):
     checkpoint.checkpoint_path(str(tmp_path), "best")
+
+
+def _truncate_data_file(prefix):
+  """Cuts the `.data` file of checkpoint `prefix` in half (a crash mid-write)."""
+  data_file = prefix + ".data-00000-of-00001"
+  size = os.path.getsize(data_file)
+  with open(data_file, "r+b") as f:
+    f.truncate(size // 2)
+
+
+def test_a_corrupt_latest_checkpoint_is_named_and_training_resumes_from_the_previous(
+    data, tmp_path, capsys):
+  tf.config.experimental.enable_op_determinism()
+  full, _, _ = _run(data, tmp_path / "full", epochs=1)
+  per_epoch = full.steps_per_epoch()
+  stop_at = per_epoch // 2 + 1
+  # A checkpoint at every step; the last one (step stop_at) is cut short.
+  first, _, _ = _run(data, tmp_path / "resumed", epochs=1, steps=stop_at,
+                     checkpoint_every=1)
+  latest = first.manager.latest_checkpoint
+  assert latest.endswith("ckpt-%d" % stop_at)
+  _truncate_data_file(latest)
+  capsys.readouterr()
+  resumed, _, _ = _run(data, tmp_path / "resumed", epochs=1)
+  err = capsys.readouterr().err
+  assert resumed.corrupt_checkpoints == [latest]
+  assert "checkpoint %s is corrupt" % latest in err
+  assert "Resuming from %s, the newest intact checkpoint (step %d," % (
+      latest[:-len(str(stop_at))] + str(stop_at - 1), stop_at - 1) in err
+  # Resumed one step earlier, the run still ends where the uninterrupted one
+  # ends (the resume is exact from any checkpoint).
+  diff = checkpoint.checkpoint_difference(
+      checkpoint.checkpoint_path(str(tmp_path / "full")),
+      checkpoint.checkpoint_path(str(tmp_path / "resumed")))
+  assert diff and max(diff.values()) == 0.0, {k: v for k, v in diff.items() if v}
+
+
+def test_every_checkpoint_corrupt_is_an_error_naming_them(data, tmp_path):
+  first, _, _ = _run(data, tmp_path, epochs=1, steps=2, checkpoint_every=1)
+  for prefix in first.manager.checkpoints:
+    _truncate_data_file(prefix)
+  with pytest.raises(checkpoint.CorruptCheckpointError,
+                     match=r"every checkpoint of .* is corrupt \(.*ckpt-2, .*ckpt-1\)"):
+    _run(data, tmp_path, epochs=1)
