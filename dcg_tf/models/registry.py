@@ -88,14 +88,17 @@ def resolve_params(name, overrides=None):
 
 
 def split_known_params(name, params):
-  """(params `name` still has, sorted names of those it no longer has).
+  """(the parameters to build `name` with, sorted names it no longer has).
 
   For parameters recorded in an older `run.json`: a parameter removed from an
   experiment (e.g. the one-valued `loss` of two_tower/sasrec) is dropped, and
-  the caller says so.
+  the caller says so; a parameter added since takes its default, which by the
+  house rule reproduces the behaviour from before it existed (e.g. clrec's
+  `num_negatives=None`).
   """
   defaults = get_experiment(name).defaults
-  known = {k: v for k, v in params.items() if k in defaults}
+  known = dict(defaults)
+  known.update({k: v for k, v in params.items() if k in defaults})
   return known, sorted(set(params) - set(defaults))
 
 

@@ -52,6 +52,13 @@ def test_split_known_params():
   known, removed = registry.split_known_params(
       "two_tower", dict(defaults, loss="x", gone=1))
   assert known == defaults and removed == ["gone", "loss"]
+  # A parameter added after the run was written takes its default (clrec's
+  # num_negatives=None: every live candidate, the behaviour before it).
+  old = registry.resolve_params("clrec")
+  del old["num_negatives"]
+  known, removed = registry.split_known_params("clrec", old)
+  assert known["num_negatives"] is None and removed == []
+  assert known == registry.resolve_params("clrec")
 
 
 def _saved_model_dir(tmp_path):
