@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers import masking
 
 
 def masked_field_count(num_fields):
@@ -101,7 +102,7 @@ class CorrelatedFeatureMasking(keras.layers.Layer):
     fields = tf.range(k)                                              # [k]
     is_seed = tf.equal(fields, seed_field)                            # [k]
     row = tf.gather(mi, seed_field)                                   # [k]
-    row = tf.where(is_seed, tf.constant(-np.inf, tf.float32), row)    # [k]
+    row = masking.mask_logits(row, tf.logical_not(is_seed))           # [k], seed last
     _, partners = tf.math.top_k(row, k=self.num_masked - 1)           # [n]
     chosen = tf.reduce_any(
         tf.equal(fields[:, None], partners[None, :]), axis=1)          # [k]
