@@ -8,10 +8,9 @@ the build. Notebooks are committed without outputs.
 import os
 import pathlib
 
+import nbclient   # the test extra (setup.py); missing, the build must fail
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
