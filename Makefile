@@ -15,6 +15,7 @@ $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null  # the notebooks' kernel
 	touch $(STAMP)
 
 # Unit and integration tests; real-data tests skip when ../shared/data is absent.

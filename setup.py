@@ -27,5 +27,7 @@ setuptools.setup(
         # Plots (degree-bucket histograms, training curves): docs/dependencies.md.
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    # nbclient, nbformat and ipykernel: CI executes docs/notebooks/ with a real
+    # Jupyter kernel (tests/test_notebooks.py; docs/dependencies.md).
+    extras_require={"test": ["pytest", "nbclient", "nbformat", "ipykernel"]},
 )

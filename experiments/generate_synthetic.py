@@ -6,11 +6,17 @@
 amazon: reviews_Synthetic.json + meta_Synthetic.json (2014 formats);
 sequence: synthetic.txt (`user item` lines); movielens: movielens/ratings.csv,
 movies.csv, tags.csv.
+
+With `DCG_TF_TINY=1` in the environment, at most `TINY_EVENTS` events are
+written whatever `--num_events` says (a note goes to stderr): every command
+of README.md and docs/ then runs on a tiny dataset in seconds, which is how
+CI runs them as written (tests/test_doc_commands.py).
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -25,6 +31,14 @@ flags.DEFINE_list("formats", ["amazon", "sequence", "movielens"], "Formats to wr
 flags.DEFINE_bool("gzip", False, "amazon: write .json.gz files.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 FLAGS = flags.FLAGS
+
+TINY_ENV = "DCG_TF_TINY"
+TINY_EVENTS = 5000
+
+
+def tiny():
+  """True when `DCG_TF_TINY` asks for tiny data (see the module doc)."""
+  return os.environ.get(TINY_ENV, "").lower() not in ("", "0", "false", "no")
 
 
 def generate(output_dir, num_events, formats, num_users=0, num_items=0, seed=0,
@@ -53,7 +67,12 @@ def main(argv):
   del argv
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required")
-  for path in generate(FLAGS.output_dir, FLAGS.num_events, FLAGS.formats,
+  num_events = FLAGS.num_events
+  if tiny() and num_events > TINY_EVENTS:
+    print("%s=%s: %d events instead of %d" % (TINY_ENV, os.environ[TINY_ENV],
+                                             TINY_EVENTS, num_events), file=sys.stderr)
+    num_events = TINY_EVENTS
+  for path in generate(FLAGS.output_dir, num_events, FLAGS.formats,
                        FLAGS.num_users, FLAGS.num_items, FLAGS.seed, FLAGS.gzip):
     print(path)
   return 0

@@ -13,7 +13,9 @@ rerun with other training flags (batch size, learning rate, seed, ...) is
 refused with the list of differences unless --allow_flag_changes, which
 records the change in run.json (`trainer_changes`). `model_dir` receives
 `flags.txt`, `run.json` (experiment, parameters, dataset fingerprint),
-`checkpoints/` and TensorBoard `logs/`.
+`checkpoints/` and TensorBoard `logs/`. The run is built by
+`dcg_tf.training.experiment.build_trainer`, the same call a Python user makes
+(docs/training.md).
 
 With `--validate_every=N` the model is evaluated on the validation split
 (`--validation_protocol`, default popular100) every N epochs; the metrics go to
@@ -33,14 +35,11 @@ import sys
 from absl import app
 from absl import flags
 
-import dcg_tf
 from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
-from dcg_tf.evaluation import evaluator
-from dcg_tf.evaluation import protocols
 from dcg_tf.models import registry
-from dcg_tf import optimizers
 from dcg_tf.training import checkpoint
+from dcg_tf.training import experiment as experiment_lib
 from dcg_tf.training import trainer as trainer_lib
 
 FLAGS = flags.FLAGS
@@ -108,11 +107,9 @@ def _parse_value(text):
     return text
 
 
-def parse_overrides(defaults):
+def parse_overrides():
   """Experiment parameters from the shortcut flags and --param=key=value."""
   overrides = {}
-  if "max_len" in defaults:
-    overrides["max_len"] = FLAGS.max_len  # the towers and the data agree on it
   for name in _SHORTCUTS:
     if getattr(FLAGS, name) is not None:
       overrides[name] = getattr(FLAGS, name)
@@ -122,23 +119,6 @@ def parse_overrides(defaults):
     key, value = item.split("=", 1)
     overrides[key.strip()] = _parse_value(value.strip())
   return overrides
-
-
-def make_validate_fn(data, protocol, max_len):
-  """`model -> metrics` on the validation split (the trainer's `validate_fn`)."""
-  if protocol not in protocols.PROTOCOLS:
-    raise app.UsageError("--validation_protocol must be one of %s, got %r"
-                         % (sorted(protocols.PROTOCOLS), protocol))
-  try:
-    data.eval_file("valid")
-  except ValueError as e:
-    raise app.UsageError("--validate_every needs a validation split: %s" % e) from e
-
-  def validate(model):
-    return evaluator.evaluate_model(model, data, split="valid", protocol=protocol,
-                                    ks=(1, 5, 10, 20, 50), max_len=max_len,
-                                    progress=False)
-  return validate
 
 
 def describe(name):
@@ -171,50 +151,24 @@ def main(argv):
   for name in ("model", "data_dir", "model_dir"):
     if not getattr(FLAGS, name):
       raise app.UsageError("--%s is required" % name)
-  trainer_lib.set_seeds(FLAGS.seed)
   data = ProcessedDataset.load(FLAGS.data_dir)
-  if FLAGS.train_on_valid:
-    if FLAGS.validate_every:
-      raise app.UsageError("--train_on_valid trains on the validation targets, so "
-                           "--validate_every cannot score on them; set it to 0")
-    data = data.with_validation_in_train()
-  try:
-    overrides = parse_overrides(registry.get_experiment(FLAGS.model).defaults)
-    params = registry.resolve_params(FLAGS.model, overrides)
-  except KeyError as e:
-    raise app.UsageError(str(e.args[0])) from e
   config = trainer_lib.TrainerConfig(
       batch_size=FLAGS.batch_size, max_len=FLAGS.max_len, epochs=FLAGS.epochs,
       steps=FLAGS.steps, seed=FLAGS.seed, all_prefixes=FLAGS.all_prefixes,
       last_cut=FLAGS.last_cut, checkpoint_every=FLAGS.checkpoint_every,
       progress=FLAGS.progress, validate_every=FLAGS.validate_every,
       best_metric=FLAGS.best_metric if FLAGS.validate_every else "")
-  validate_fn = None
-  if FLAGS.validate_every:
-    validate_fn = make_validate_fn(data, FLAGS.validation_protocol, FLAGS.max_len)
-  checkpoint.write_run_info(FLAGS.model_dir, {
-      "experiment": FLAGS.model,
-      "experiment_module": registry.get_experiment(FLAGS.model).module,
-      "params": params,
-      "trainer": {"batch_size": config.batch_size, "max_len": config.max_len,
-                  "epochs": config.epochs, "steps": config.steps, "seed": config.seed,
-                  "all_prefixes": config.all_prefixes,
-                  "last_cut": config.last_cut, "optimizer": FLAGS.optimizer,
-                  "train_on_valid": FLAGS.train_on_valid,
-                  "validate_every": config.validate_every,
-                  "validation_protocol": FLAGS.validation_protocol,
-                  "best_metric": config.best_metric,
-                  "learning_rate": FLAGS.learning_rate},
-      "data_dir": os.path.abspath(FLAGS.data_dir),
-      "dataset_fingerprint": data.fingerprint,
-      "dcg_tf_version": dcg_tf.__version__,
-  }, allow_trainer_changes=FLAGS.allow_flag_changes)
+  # The same run as from Python: run.json, seeds, model, optimizer, Trainer.
+  trainer = experiment_lib.build_trainer(
+      FLAGS.model, data, FLAGS.model_dir, params=parse_overrides(), config=config,
+      optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+      train_on_valid=FLAGS.train_on_valid,
+      validation_protocol=FLAGS.validation_protocol,
+      allow_flag_changes=FLAGS.allow_flag_changes)
+  # After run.json: a refused rerun leaves the run's flags.txt untouched.
   with open(os.path.join(FLAGS.model_dir, "flags.txt"), "w") as f:
     f.write(FLAGS.flags_into_string())
-  model = registry.build_model(FLAGS.model, params, data)
-  optimizer = optimizers.get_optimizer(FLAGS.optimizer, FLAGS.learning_rate)
-  trainer = trainer_lib.Trainer(model, optimizer, data, FLAGS.model_dir, config,
-                                validate_fn=validate_fn)
+  params = checkpoint.read_run_info(FLAGS.model_dir)["params"]
   print("Training %s on %s (%d users, %d items) into %s" % (
       FLAGS.model, FLAGS.data_dir, data.num_users, data.num_items, FLAGS.model_dir),
         file=sys.stderr)

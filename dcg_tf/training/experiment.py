@@ -1,0 +1,134 @@
+"""Training a registered experiment from Python: the run the binary makes.
+
+`build_trainer` is what `python -m experiments.train` does between loading the
+dataset and the first step, and the binary calls it: it resolves the
+experiment's parameters, writes `model_dir/run.json` (from which
+`experiments.evaluate`, `experiments.export` and
+`dcg_tf.training.checkpoint.load_trained_model` rebuild the model), seeds,
+builds the model and the optimizer, and returns a
+`dcg_tf.training.trainer.Trainer` whose `train()` runs (or resumes) training:
+
+  import dcg_tf
+  from dcg_tf.data.dataset import ProcessedDataset
+  from dcg_tf.training.experiment import build_trainer
+  from dcg_tf.training.trainer import TrainerConfig
+
+  data = ProcessedDataset.load("data")
+  trainer = build_trainer("two_tower", data, "model",
+                          params={"embedding_dim": 32},
+                          config=TrainerConfig(epochs=2, batch_size=64))
+  trainer.train()
+  # then: python -m experiments.export --model_dir=model --export_dir=export
+
+A model of your own (your `tf.keras.Model` around the package's towers) has
+no registered experiment and so no run.json: export its towers with
+`dcg_tf.serving.export.export_towers` (docs/notebooks/quickstart.ipynb).
+"""
+
+import os
+
+import dcg_tf
+from dcg_tf import configs
+from dcg_tf import optimizers
+from dcg_tf.errors import InputError
+from dcg_tf.models import registry
+from dcg_tf.training import checkpoint
+from dcg_tf.training import trainer as trainer_lib
+
+
+def validation_fn(data, protocol, max_len):
+  """`model -> metrics` on the validation split (the trainer's `validate_fn`).
+
+  Raises:
+    InputError: an unknown protocol, or a dataset without a validation split.
+  """
+  # pylint: disable=g-import-not-at-top
+  from dcg_tf.evaluation import evaluator
+  from dcg_tf.evaluation import protocols
+  if protocol not in protocols.PROTOCOLS:
+    raise InputError("validation_protocol (--validation_protocol) must be one "
+                     "of %s, got %r"
+                     % (sorted(protocols.PROTOCOLS), protocol))
+  try:
+    data.eval_file("valid")
+  except ValueError as e:
+    raise InputError("validation (--validate_every) needs a validation split: "
+                     "%s" % e) from e
+
+  def validate(model):
+    return evaluator.evaluate_model(model, data, split="valid", protocol=protocol,
+                                    ks=(1, 5, 10, 20, 50), max_len=max_len,
+                                    progress=False)
+  return validate
+
+
+def build_trainer(experiment, data, model_dir, params=None, config=None,
+                  optimizer="lazy_adam", learning_rate=1e-3, train_on_valid=False,
+                  validation_protocol="popular100", allow_flag_changes=False):
+  """Writes `model_dir/run.json` and returns a `Trainer` for the experiment.
+
+  Args:
+    experiment: a registered experiment name (`python -m experiments.train
+      --list_models`; `--describe=NAME` lists its parameters).
+    data: the `dcg_tf.data.dataset.ProcessedDataset` to train on.
+    model_dir: the run's folder (checkpoints, logs, run.json). A folder that
+      already holds this run resumes it when `train()` is called.
+    params: parameter overrides (`--param` of the binary); unknown keys are an
+      error. `max_len` defaults to `config.max_len`, so towers and data agree.
+    config: a `dcg_tf.training.trainer.TrainerConfig` (default: its defaults).
+    optimizer: a name for `dcg_tf.optimizers.get_optimizer`.
+    learning_rate: the optimizer's learning rate.
+    train_on_valid: train on the training and validation events
+      (`ProcessedDataset.with_validation_in_train`); excludes validation.
+    validation_protocol: with `config.validate_every`, the protocol scored on
+      the validation split after every `validate_every`-th epoch.
+    allow_flag_changes: resume a run whose run.json records other trainer
+      settings (the change is recorded; `checkpoint.write_run_info`).
+
+  Returns:
+    The `Trainer`; `trainer.model` is the model, `trainer.train()` trains.
+
+  Raises:
+    InputError: unknown experiment or parameter, validation without a
+      validation split or with `train_on_valid`, or a `model_dir` that holds
+      another run.
+  """
+  config = config or trainer_lib.TrainerConfig()
+  trainer_lib.set_seeds(config.seed)
+  if train_on_valid:
+    if config.validate_every:
+      raise InputError("train_on_valid (--train_on_valid) trains on the "
+                       "validation targets, so validate_every (--validate_every) "
+                       "cannot score on them; set it to 0")
+    data = data.with_validation_in_train()
+  configs.import_all()
+  try:
+    defaults = registry.get_experiment(experiment).defaults
+    overrides = {"max_len": config.max_len} if "max_len" in defaults else {}
+    overrides.update(params or {})
+    params = registry.resolve_params(experiment, overrides)
+  except KeyError as e:
+    raise InputError(str(e.args[0])) from None
+  validate_fn = None
+  if config.validate_every:
+    validate_fn = validation_fn(data, validation_protocol, config.max_len)
+  checkpoint.write_run_info(model_dir, {
+      "experiment": experiment,
+      "experiment_module": registry.get_experiment(experiment).module,
+      "params": params,
+      "trainer": {"batch_size": config.batch_size, "max_len": config.max_len,
+                  "epochs": config.epochs, "steps": config.steps,
+                  "seed": config.seed, "all_prefixes": config.all_prefixes,
+                  "last_cut": config.last_cut, "optimizer": optimizer,
+                  "train_on_valid": bool(train_on_valid),
+                  "validate_every": config.validate_every,
+                  "validation_protocol": validation_protocol,
+                  "best_metric": config.best_metric,
+                  "learning_rate": learning_rate},
+      "data_dir": os.path.abspath(data.directory),
+      "dataset_fingerprint": data.fingerprint,
+      "dcg_tf_version": dcg_tf.__version__,
+  }, allow_trainer_changes=allow_flag_changes)
+  model = registry.build_model(experiment, params, data)
+  return trainer_lib.Trainer(model, optimizers.get_optimizer(optimizer, learning_rate),
+                             data, model_dir, config, validate_fn=validate_fn)
