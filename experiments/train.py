@@ -100,7 +100,17 @@ flags.DEFINE_bool("allow_flag_changes", False,
 _SHORTCUTS = ("user_encoder", "embedding_dim", "temperature", "queue_size")
 
 
+_WORDS = {"true": True, "false": False, "none": None}
+
+
 def _parse_value(text):
+  """A Python literal (never eval), true/false/none in any case, else the text.
+
+  `--param=x=false` must not reach a builder as the string "false" (which
+  reads as True).
+  """
+  if text.lower() in _WORDS:
+    return _WORDS[text.lower()]
   try:
     return ast.literal_eval(text)  # literals only, never eval
   except (ValueError, SyntaxError):

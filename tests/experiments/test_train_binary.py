@@ -146,3 +146,17 @@ def test_rerun_with_other_training_flags_is_refused_unless_allowed(data_dir, tmp
       "from_checkpoint": "ckpt-3",
       "changed": {"batch_size": {"before": 4, "after": 2},
                   "learning_rate": {"before": 0.001, "after": 0.01}}}]
+
+
+def test_param_values_true_false_none_in_any_case():
+  # --param=x=false must not reach a builder as the (truthy) string "false".
+  probe = subprocess.run(
+      [sys.executable, "-c",
+       "from experiments.train import _parse_value as p\n"
+       "print([p(t) for t in ('false', 'False', 'TRUE', 'none', '[64]', '0.5', "
+       "'sum')])"],
+      cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert probe.returncode == 0, probe.stderr[-2000:]
+  assert probe.stdout.strip().splitlines()[-1] == \
+      "[False, False, True, None, [64], 0.5, 'sum']"
