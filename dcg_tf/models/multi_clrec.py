@@ -142,6 +142,8 @@ class MultiCLRecModel(RetrievalModel):
     aux3 = losses.intention_balance_loss(routing, mask)           # []
     cl, aux1, aux2 = (tf.reduce_mean(x) for x in (cl, aux1, aux2))
     l1, l2, l3 = self.aux_weights
-    loss = cl + l1 * aux1 + l2 * aux2 + l3 * aux3
+    # One reduction, not a chain of adds that Grappler may turn into an AddN
+    # summed in run-time order (dcg_tf.layers.fan_out).
+    loss = tf.reduce_sum(tf.stack([cl, l1 * aux1, l2 * aux2, l3 * aux3]))
     return {"loss": loss, "cl_loss": cl, "aux1": aux1, "aux2": aux2,
             "aux3": aux3}
