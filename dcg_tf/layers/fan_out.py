@@ -3,15 +3,16 @@
 Why: when a tensor feeds more than two ops, the gradient tape sums their
 gradients with one `AddN`. Inside a `tf.function`, Grappler's memory
 optimizer may rewrite such an `AddN` (more than two inputs, a fully known
-shape, live at the estimated memory peak) into a temporary variable that
-`AssignAdd` ops update as each input becomes ready, so the order of the float
-additions, and the last bits of the sum, depend on the run-time schedule:
+shape; which ones depends on its memory estimates) into a temporary variable
+that `AssignAdd` ops update as each input becomes ready, so the order of the
+float additions, and the last bits of the sum, depend on the run-time schedule:
 two processes training the same model drift apart (Multi-CLRec, issue 10,
 docs/results/clrec.md). Eager execution never rewrites, so it does not show.
 
 `fan_out(x, n)` gives each consumer its own copy; the gradient of `x` is then
-`reduce_sum(stack(g_1..g_n), 0)`, one reduction that the memory optimizer does
-not touch. The forward values are `x` itself (bitwise). A leaf module, usable
+`reduce_sum(stack(g_1..g_n), 0)`, one reduction that neither the memory
+optimizer nor the arithmetic optimizer (which merges trees of adds into one
+`AddN`) rewrites. The forward values are `x` itself (bitwise). A leaf module, usable
 by layers, towers and losses alike (tests/test_layout.py).
 """
 
