@@ -138,22 +138,26 @@ def main(argv=None):
                                          + 1)]).astype(np.int64)
   probabilities = counts / counts.sum()
   batches = make_batches(args, rng, probabilities, args.steps_per_round)
-  models, steps = {}, {}
+  models, steps, fed = {}, {}, {}
   for name in MODELS:
     models[name] = build_model(name, args, arrays, specs, counts)
     steps[name] = tf.function(models[name].train_step)
+    fed[name] = []
     # Trace and fill the queues (negatives / batch steps) before timing.
     for i in range(max(2, args.negatives // args.batch_size)):
       steps[name](batches[i % len(batches)])
-  def one_round(step):
+      fed[name].append(i % len(batches))
+
+  def one_round(name):
     def run():
-      for batch in batches:
-        loss = step(batch)["loss"]
+      for i, batch in enumerate(batches):
+        loss = steps[name](batch)["loss"]
+        fed[name].append(i)
       loss.numpy()
     return run
 
   round_seconds, round_cpu_seconds = common.alternating_rounds(
-      {name: one_round(steps[name]) for name in MODELS}, args.rounds)
+      {name: one_round(name) for name in MODELS}, args.rounds)
   examples = args.batch_size * args.steps_per_round
   throughput = {name: examples / float(np.median(s))
                 for name, s in round_seconds.items()}
@@ -163,6 +167,13 @@ def main(argv=None):
   per_cpu = {name: examples / t for name, t in common.median(round_cpu_seconds).items()}
   summary = {
       "args": vars(args),
+      # Per model: updates made (optimizer.iterations) and the digest of the
+      # batches it was fed, in order (warm-up included).
+      "steps": {name: int(models[name].optimizer.iterations.numpy())
+                for name in MODELS},
+      "data_digest": {name: common.data_digest(
+          [{k: v.numpy() for k, v in batches[i].items()} for i in fed[name]])
+                      for name in MODELS},
       "round_seconds": round_seconds,
       "round_cpu_seconds": round_cpu_seconds,
       "examples_per_cpu_second": per_cpu,

@@ -7,6 +7,7 @@ CPU seconds per round (CPU time is far less sensitive to other jobs).
 """
 
 import argparse
+import hashlib
 import json
 import time
 
@@ -67,3 +68,28 @@ def write_json(path, summary):
   if path:
     with open(path, "w") as f:
       json.dump(summary, f, indent=2)
+
+
+def data_digest(batches):
+  """SHA-256 (hex) of a list of batches: dicts, tuples or single arrays.
+
+  Covers every array's dtype, shape and bytes in order (dict keys sorted), so
+  two contestants that report the same digest were fed the same data.
+  """
+  sha = hashlib.sha256()
+
+  def add(value):
+    if isinstance(value, dict):
+      for key in sorted(value):
+        sha.update(str(key).encode())
+        add(value[key])
+    elif isinstance(value, (list, tuple)):
+      for item in value:
+        add(item)
+    else:
+      array = np.asarray(value)
+      sha.update(("%s%s" % (array.dtype.str, array.shape)).encode())
+      sha.update(np.ascontiguousarray(array).tobytes())
+
+  add(batches)
+  return sha.hexdigest()

@@ -5,6 +5,9 @@ at each step (O(vocabulary)); LazyAdam reads and writes only the rows in the
 batch (O(batch)). Both train the same model on the same batches in one run:
 an embedding table of `--num_rows` x `--dim` (dcg_tf FeatureEmbedding, sparse
 gradients) followed by a Dense(1), mean squared error on random targets.
+Each optimizer runs a warm-up step, then exactly `--steps` timed steps over
+the same cycle of batches; the summary reports, per optimizer, the update
+count its `iterations` reached and a digest of the batches it was fed.
 
   python -m benchmarks.optimizer_benchmark                 # 1M rows (docs/performance.md)
   python -m benchmarks.optimizer_benchmark --quick         # smoke test, tiny sizes
@@ -30,11 +33,10 @@ def parse_args(argv):
   parser.add_argument("--num_rows", type=int, default=1_000_000)
   parser.add_argument("--dim", type=int, default=64)
   parser.add_argument("--batch_size", type=int, default=1024)
-  parser.add_argument("--min_seconds", type=float, default=5.0,
-                      help="time each optimizer for at least this long")
-  parser.add_argument("--min_steps", type=int, default=10)
+  parser.add_argument("--steps", type=int, default=30,
+                      help="timed steps of each optimizer (after one warm-up)")
   return common.parse(parser, argv, quick=dict(
-      num_rows=10_000, batch_size=64, min_seconds=0.2, min_steps=3))
+      num_rows=10_000, batch_size=64, steps=3))
 
 
 def build_model(num_rows, dim, seed):
@@ -60,16 +62,19 @@ def measure(optimizer_name, args, batches):
     return loss
 
   step(*batches[0]).numpy()  # trace + warm-up
-  steps, start, start_cpu = 0, time.perf_counter(), time.process_time()
-  while steps < args.min_steps or time.perf_counter() - start < args.min_seconds:
-    loss = step(*batches[steps % len(batches)])
-    steps += 1
+  fed = [batches[i % len(batches)] for i in range(args.steps)]
+  start, start_cpu = time.perf_counter(), time.process_time()
+  for batch in fed:
+    loss = step(*batch)
   loss.numpy()
   elapsed = time.perf_counter() - start
   cpu = time.process_time() - start_cpu  # less sensitive to other jobs than wall time
+  steps = int(optimizer.iterations.numpy()) - 1  # updates made, less the warm-up
   return {"optimizer": optimizer_name, "steps": steps, "seconds": elapsed,
           "steps_per_second": steps / elapsed, "cpu_seconds": cpu,
-          "steps_per_cpu_second": steps / cpu}
+          "steps_per_cpu_second": steps / cpu,
+          "data_digest": common.data_digest(
+              [tuple(t.numpy() for t in batch) for batch in fed])}
 
 
 def main(argv=None):

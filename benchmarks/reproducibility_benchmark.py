@@ -94,7 +94,9 @@ def compare_runs(model, data_dir, work_dir, steps, batch_size, config, extra_fla
 def main(argv=None):
   parser = common.make_parser(__doc__)
   parser.add_argument("--data_dir", default="", help="processed dataset")
-  parser.add_argument("--models", default="two_tower,clrec,multi_clrec")
+  parser.add_argument("--models", default=None,
+                      help="comma list (default two_tower,clrec,multi_clrec; "
+                           "two_tower with --quick)")
   parser.add_argument("--steps", type=int, default=30)
   parser.add_argument("--batch_size", type=int, default=256)
   parser.add_argument("--configs", default="",
@@ -107,8 +109,9 @@ def main(argv=None):
   parser.add_argument("--tolerance", type=float, default=None,
                       help="largest accepted |difference| (exit 1 above it); "
                            "default: report only")
-  args = common.parse(parser, argv, {"models": "two_tower", "steps": 3,
-                                     "batch_size": 8})
+  args = common.parse(parser, argv, {"steps": 3, "batch_size": 8})
+  if args.models is None:
+    args.models = "two_tower" if args.quick else "two_tower,clrec,multi_clrec"
   configs = dict(pair.split("=", 1) for pair in args.configs.split(",") if pair)
   with tempfile.TemporaryDirectory() as tmp:
     work_dir = args.work_dir or tmp

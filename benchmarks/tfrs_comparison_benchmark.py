@@ -14,7 +14,9 @@ with LazyAdam; the tfrs one is a `tfrs.Model` whose `compute_loss` calls
 `tfrs.tasks.Retrieval` (no FactorizedTopK metric while training), with
 `keras.optimizers.Adam()`. Ids are integers for both (the tutorial's StringLookup
 is left out of both). Each is trained with `model.fit` on the same cached
-`tf.data` pipeline, in alternating rounds; the median round is reported.
+`tf.data` pipeline, in alternating rounds; the median round is reported,
+with each model's update count (`optimizer.iterations`: warm-up + rounds x
+steps) and the digest of the examples the dataset holds.
 
   python -m benchmarks.tfrs_comparison_benchmark           # 1M items (docs/performance.md)
   python -m benchmarks.tfrs_comparison_benchmark --quick   # smoke test
@@ -124,15 +126,16 @@ def make_dataset(args):
       "history": np.where(mask, rng.integers(1, args.num_items + 1, (n, l)), 0),
       "history_mask": mask,
       "target": rng.integers(1, args.num_items + 1, n)}
-  return (tf.data.Dataset.from_tensor_slices(data)
-          .batch(args.batch_size, drop_remainder=True).cache().repeat()
-          .prefetch(tf.data.AUTOTUNE))
+  dataset = (tf.data.Dataset.from_tensor_slices(data)
+             .batch(args.batch_size, drop_remainder=True).cache().repeat()
+             .prefetch(tf.data.AUTOTUNE))
+  return dataset, data
 
 
 def main(argv=None):
   args = parse_args(argv)
   log_q = np.full(args.num_items + 1, -np.log(args.num_items), np.float32)
-  dataset = make_dataset(args)
+  dataset, arrays = make_dataset(args)
   models = {}
   for name, build in (("dcg_tf", build_ours), ("tfrs", build_tfrs)):
     keras.utils.set_random_seed(args.seed)
@@ -166,7 +169,10 @@ def main(argv=None):
              "round_seconds": seconds, "round_cpu_seconds": cpu_seconds,
              "examples_per_second": throughput,
              "examples_per_cpu_second": throughput_cpu,
-             "ratio": ratio, "ratio_cpu": ratio_cpu}
+             "ratio": ratio, "ratio_cpu": ratio_cpu,
+             "steps": {name: int(model.optimizer.iterations.numpy())
+                       for name, model in models.items()},
+             "data_digest": common.data_digest(arrays)}
   common.write_json(args.output, summary)
   return summary
 

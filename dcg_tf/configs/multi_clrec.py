@@ -1,14 +1,23 @@
 """Experiment `multi_clrec`: Multi-CLRec (CLRec paper, section 3.2, Figure 2).
 
 Item encoder g (Eq. 5): the `ItemEmbedding` with `item_combine="concat"`
-(features concatenated, then a linear layer: MLP_1) inside an l2-normalised
-`ItemTower`, which also embeds the history items; user encoder:
+(features concatenated, then a linear layer) inside an l2-normalised
+`ItemTower` whose head (`hidden_units` ReLU layers, then a linear output
+layer) completes MLP_1; it also embeds the history items. User encoder:
 `MultiCLRecUserTower` (Eq. 6-9) routing the catalog's category feature;
 loss: Eq. 10-13 with 1 + H queues.
 Appendix A/B.3 settings: H = 16 on public data, queues 1,280 + 1,280,
 rho = 0.07, lambda_1 = lambda_2 = lambda_3 = 1. Queue "raw" (Figure 1b): the
 paper uses the queue without caching on regular u2i tasks (appendix A); with
 "cached" this item encoder collapses (see `MultiCLRecModel`).
+
+MLP_1-MLP_4: the paper gives no widths; each is read as "a two-layer feed
+forward neural network" (appendix B.1.2, the one MLP whose depth it states):
+one ReLU hidden layer of 64 units, then the linear output layer. `[]` makes
+MLP_1 / MLP_3 / MLP_4 linear (the defaults before issue 10).
+Eq. 9 selects h* among all H intentions (`select_occupied_only=False`, the
+paper's rule); True restricts it to the intentions holding one of the user's
+clicks (`MultiCLRecUserTower`).
 """
 
 from dcg_tf.towers.multi_clrec_user_tower import MultiCLRecUserTower
@@ -21,7 +30,7 @@ DEFAULTS = {
     "max_len": 50,
     "item_combine": "concat",          # Eq. 5: MLP_1 over concatenated features
     "item_features": "all",
-    "hidden_units": [],                # extra item-tower layers after MLP_1
+    "hidden_units": [64],              # MLP_1 (Eq. 5): item-tower hidden layers
     "l2_normalize": True,              # cosine similarity (appendix B.2)
     "dropout": 0.0,
     "category_feature": "category",
@@ -33,11 +42,11 @@ DEFAULTS = {
     "temperature": 0.07,
     "aux_weights": [1.0, 1.0, 1.0],
     "importance_hidden_units": [64],   # MLP_2 (Eq. 6)
-    "aggregation_hidden_units": [],    # MLP_3 (Eq. 8)
-    "selection_hidden_units": [],      # MLP_4 (Eq. 9)
+    "aggregation_hidden_units": [64],  # MLP_3 (Eq. 8)
+    "selection_hidden_units": [64],    # MLP_4 (Eq. 9)
     "use_time_gap": True,
     "num_serving_interests": 1,        # K intention vectors at serving time
-    "select_occupied_only": True,      # h* among intentions holding a click (Eq. 9)
+    "select_occupied_only": False,     # True: h* among intentions holding a click
 }
 
 
@@ -88,6 +97,10 @@ def build(params, data):
   if not params["l2_normalize"]:
     raise ValueError("multi_clrec compares cosine similarities (Eq. 13); "
                      "l2_normalize must stay True")
+  for key in ("select_occupied_only", "use_time_gap"):
+    if not isinstance(params[key], bool):
+      raise ValueError("multi_clrec: %s must be True or False (Python "
+                       "spelling in --param), got %r" % (key, params[key]))
   spec = _category_spec(params, data)
   item_embedding = two_tower.build_item_embedding(params, data)
   item_tower = two_tower.build_item_tower(params, data, item_embedding)

@@ -9,6 +9,7 @@ removal and invalid-slot masking are those of `dcg_tf.losses.corrections`.
 
 import tensorflow as tf
 
+from dcg_tf.layers.fan_out import fan_out
 from dcg_tf.losses import corrections
 
 
@@ -130,13 +131,16 @@ def multi_queue_contrastive(intentions, positive, selection, main_negatives,
   Returns:
     float [B].
   """
-  positive_logits = _cosine_logits(intentions, positive, temperature,
+  # One copy of z per use, gradients summed in a fixed order (bitwise
+  # reproducible training, dcg_tf.layers.fan_out).
+  z_positive, z_main, z_secondary = fan_out(intentions, 3)
+  positive_logits = _cosine_logits(z_positive, positive, temperature,
                                    "bhd,bd->bh")                  # [B, H]
-  main_logits = _cosine_logits(intentions, main_negatives, temperature,
+  main_logits = _cosine_logits(z_main, main_negatives, temperature,
                                "bhd,qd->bhq")                     # [B, H, Q0]
   main_logits = _masked_negative_logits(main_logits, main_valid, main_ids,
                                         positive_ids)             # [B, H, Q0]
-  secondary_logits = _cosine_logits(intentions, secondary_negatives,
+  secondary_logits = _cosine_logits(z_secondary, secondary_negatives,
                                     temperature, "bhd,bqd->bhq")  # [B, H, Qs]
   secondary_logits = _masked_negative_logits(
       secondary_logits, secondary_valid, secondary_ids,

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from dcg_tf.layers.fan_out import fan_out
 from dcg_tf.training_state.multi_queue import MultiQueue
 from dcg_tf.losses import multi_clrec as losses
 from dcg_tf.models.base import RetrievalModel
@@ -107,34 +108,42 @@ class MultiCLRecModel(RetrievalModel):
     user = self.user_tower.interests(inputs, training=training)
     target = tf.cast(inputs["target"], tf.int64)                  # [B]
     positive = self.item_tower(target, training=training)         # [B, D]
+    # One copy per consumer, gradients summed in a fixed order: without it
+    # Grappler's memory optimizer sums them in run-time order and two
+    # processes drift apart (dcg_tf.layers.fan_out).
+    vectors_cl, vectors_aux = fan_out(user["vectors"], 2)         # [B, H, D]
+    positive_cl, positive_aux, positive_queue = fan_out(positive, 3)  # [B, D]
     target_logits = self.user_tower.item_routing_logits(target)   # [B, H]
+    target_logits, target_logits_balance = fan_out(target_logits, 2)
     h_plus = tf.argmax(target_logits, axis=-1)                    # [B]
     slots = None
     if training:
       update = self.queues.update(
-          target, positive if self.queue == "cached" else None,
+          target, positive_queue if self.queue == "cached" else None,
           intention_fn=lambda ids: tf.stop_gradient(
               self.user_tower.item_interests(ids)))
       slots = update["slots"]
-    main, secondary = self._negatives(h_plus, positive, slots, training)
+    main, secondary = self._negatives(h_plus, positive_queue, slots, training)
     cl = losses.multi_queue_contrastive(
-        user["vectors"], positive,
-        multi_interest.target_selection(self.user_tower, user, positive),
+        vectors_cl, positive_cl,
+        multi_interest.target_selection(self.user_tower, user, positive_cl),
         main[1], main[2], secondary[1], secondary[2],
         temperature=self.temperature, positive_ids=target, main_ids=main[0],
         secondary_ids=secondary[0])                               # [B]
     aux1 = losses.intention_polarization_loss(target_logits)      # [B]
-    aux2 = losses.intention_target_loss(user["vectors"], positive, h_plus,
+    aux2 = losses.intention_target_loss(vectors_aux, positive_aux, h_plus,
                                         self.temperature)         # [B]
     # pi_h over the items of the batch: valid history items and targets.
     routing = tf.concat([
         tf.reshape(user["routing"], [-1, self.num_intentions]),
-        tf.nn.softmax(target_logits, axis=-1)], axis=0)           # [B L + B, H]
+        tf.nn.softmax(target_logits_balance, axis=-1)], axis=0)   # [B L + B, H]
     mask = tf.concat([tf.reshape(user["history_mask"], [-1]),
                       tf.ones_like(target, tf.bool)], axis=0)     # [B L + B]
     aux3 = losses.intention_balance_loss(routing, mask)           # []
     cl, aux1, aux2 = (tf.reduce_mean(x) for x in (cl, aux1, aux2))
     l1, l2, l3 = self.aux_weights
-    loss = cl + l1 * aux1 + l2 * aux2 + l3 * aux3
+    # One reduction, not a chain of adds that Grappler may turn into an AddN
+    # summed in run-time order (dcg_tf.layers.fan_out).
+    loss = tf.reduce_sum(tf.stack([cl, l1 * aux1, l2 * aux2, l3 * aux3]))
     return {"loss": loss, "cl_loss": cl, "aux1": aux1, "aux2": aux2,
             "aux3": aux3}

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from dcg_tf._keras import keras
 from dcg_tf.layers.embeddings.feature_embedding import FeatureEmbedding
+from dcg_tf.layers.fan_out import fan_out
 from dcg_tf.layers.interests.intention_aggregation import IntentionAggregation
 from dcg_tf.layers.interests.intention_routing import IntentionRouting
 from dcg_tf.layers.interests.item_importance import ItemImportance
@@ -29,17 +30,27 @@ class MultiCLRecUserTower(keras.layers.Layer):
   gives all H = `interest_slots` intentions and Eq. 9's selection for
   training, `item_interests` the Eq. 7 routing of items.
 
-  Candidate intentions (`select_occupied_only`, default True): h* of Eq. 9 is
-  chosen among the intentions that hold at least one valid history click
-  (h = argmax_h' p_{h'|t} for some t), in training and at serving alike. Eq. 9
-  is there because "not all of the H intention vectors would match the
-  user's current interest, since it is possible to have
-  sum_t p_{h|t} p_t -> 0 for some h"; such an empty intention's vector
+  Candidate intentions (`select_occupied_only`, default False): the paper's
+  Eq. 9 takes h* = argmax_h w_h over all H intentions, which is the default.
+  With `select_occupied_only=True`, h* (and the serving top-K) is chosen
+  among the intentions that hold at least one valid history click
+  (h = argmax_h' p_{h'|t} for some t), in training and at serving alike: our
+  reading of the sentence motivating Eq. 9 ("it is possible to have
+  sum_t p_{h|t} p_t -> 0 for some h"). Such an empty intention's vector
   z_h = MLP_3([~0; beta_h]) is the same for every user, and a learned
-  selection free to pick it settles, for every user, on one such popularity
-  vector (S3-Rec Beauty: all users on one empty intention, 53-108 distinct
-  items served). Restricting the argmax to occupied intentions is our reading
-  of that sentence; False gives the unrestricted argmax over all H.
+  selection free to pick it settled, with linear MLP_3/MLP_4, on one such
+  popularity vector for every user (S3-Rec Beauty: all users on one empty
+  intention, 53-108 distinct items served); the restriction is an option
+  against that, not the paper's rule.
+
+  MLPs: the paper calls MLP_2, MLP_3 and MLP_4 "multilayer perceptrons"
+  without giving their widths; the only MLP whose depth it states (appendix
+  B.1.2) is "a two-layer feed forward neural network". The defaults read
+  them that way: one ReLU hidden layer of 64 units (`importance_hidden_units`,
+  `aggregation_hidden_units`, `selection_hidden_units` = (64,)) before the
+  linear output layer. Pass () for a linear MLP_3 / MLP_4 (the defaults
+  before issue 10). MLP_1 (Eq. 5) is the item encoder passed in as
+  `item_embedding` (the `multi_clrec` experiment's `ItemTower`).
   `interests` returns the intermediate tensors the training losses need
   (Eq. 10-13).
 
@@ -60,9 +71,9 @@ class MultiCLRecUserTower(keras.layers.Layer):
     category_dim: width of c_t (default: output_dim).
     num_intentions: H (16 on public data, appendix A).
     temperature: rho of Eq. 7 and Eq. 9.
-    importance_hidden_units: MLP_2's hidden widths.
-    aggregation_hidden_units: MLP_3's hidden widths.
-    selection_hidden_units: MLP_4's hidden widths.
+    importance_hidden_units: MLP_2's hidden widths (Eq. 6); () for linear.
+    aggregation_hidden_units: MLP_3's hidden widths (Eq. 8); () for linear.
+    selection_hidden_units: MLP_4's hidden widths (Eq. 9); () for linear.
     num_serving_interests: K, intention vectors returned by `call`.
     use_time_gap: add log(1 + target_timestamp - history_timestamp) to MLP_2's
       input (Eq. 6); needs those two batch fields.
@@ -72,7 +83,8 @@ class MultiCLRecUserTower(keras.layers.Layer):
       (appendix B.2); category 0 (unknown) embeds to zeros and is routed
       uniformly.
     num_items: N, only used when `item_categories` is None.
-    select_occupied_only: restrict h* (and the serving top-K) to intentions
+    select_occupied_only: False (the paper's Eq. 9): h* over all H
+      intentions; True: restrict h* (and the serving top-K) to intentions
       with at least one of the user's clicks (see above).
 
   Example:
@@ -86,10 +98,10 @@ class MultiCLRecUserTower(keras.layers.Layer):
   def __init__(self, item_embedding, item_categories, num_categories,
                output_dim, category_dim=None, num_intentions=16,
                temperature=0.07, importance_hidden_units=(64,),
-               aggregation_hidden_units=(), selection_hidden_units=(),
+               aggregation_hidden_units=(64,), selection_hidden_units=(64,),
                num_serving_interests=1, use_time_gap=True,
                category_embedding=None, num_items=None,
-               select_occupied_only=True, **kwargs):
+               select_occupied_only=False, **kwargs):
     super().__init__(**kwargs)
     if isinstance(item_embedding, dict):
       item_embedding = keras.layers.deserialize(item_embedding)
@@ -187,6 +199,10 @@ class MultiCLRecUserTower(keras.layers.Layer):
     mask = tf.cast(batch["history_mask"], tf.bool)                # [B, L]
     items = self.item_embedding(history, training=training)       # [B, L, d]
     categories = self.category_embeddings(history)                # [B, L, dc]
+    # One copy per consumer: their gradients are summed in a fixed order
+    # (dcg_tf.layers.fan_out), so training is bitwise reproducible.
+    items, items_for_aggregation, items_for_pooling = fan_out(items, 3)
+    categories, categories_for_routing = fan_out(categories, 2)
     features = [items, categories]
     if self.use_time_gap:
       for key in ("history_timestamp", "target_timestamp"):
@@ -198,13 +214,15 @@ class MultiCLRecUserTower(keras.layers.Layer):
       gap = tf.math.log1p(tf.cast(tf.maximum(gap, 0), items.dtype))
       features.append(gap[..., None])                             # [B, L, 1]
     importance = self.importance(features, mask, training=training)  # [B, L]
-    routing = self.routing(categories)                            # [B, L, H]
-    intentions = self.aggregation(items, importance, routing,
+    routing = self.routing(categories_for_routing)                # [B, L, H]
+    intentions = self.aggregation(items_for_aggregation, importance, routing,
                                   training=training)              # [B, H, D]
-    pooled = tf.einsum("bl,bld->bd", importance, items)           # [B, d]
+    intentions, intentions_for_selection = fan_out(intentions, 2)
+    pooled = tf.einsum("bl,bld->bd", importance,
+                       items_for_pooling)                         # [B, d]
     candidates = self.occupied_intentions(routing, mask)          # [B, H]
-    selection = self.selection(pooled, intentions, candidates=candidates,
-                               training=training)
+    selection = self.selection(pooled, intentions_for_selection,
+                               candidates=candidates, training=training)
     return {"vectors": intentions, "mask": candidates,
             "selection": selection["straight_through"],
             "selected": selection["selected"], "weights": selection["weights"],

@@ -210,14 +210,92 @@ def test_defaults_and_beauty_config_use_the_paper_queue_and_candidates():
   # Regression: experiments/configs/multi_clrec_s3rec_beauty.cfg ran with
   # queue=cached, under which the MLP_1 item encoder collapsed (item-item
   # cosine 0.9993, HR@50 0.0045); the paper uses no caching on u2i tasks
-  # (appendix A). The builder must also pass the candidate restriction of
-  # Eq. 9 to the tower.
+  # (appendix A). Eq. 9 selects among all H intentions (the paper's rule).
   import os  # pylint: disable=g-import-not-at-top
   params = registry.resolve_params("multi_clrec", {})
-  assert params["queue"] == "raw" and params["select_occupied_only"] is True
+  assert params["queue"] == "raw" and params["select_occupied_only"] is False
   path = os.path.join(os.path.dirname(__file__), "..", "..", "experiments",
                       "configs", "multi_clrec_s3rec_beauty.cfg")
   with open(path) as f:
     flags = [line.strip() for line in f if line.startswith("--")]
   assert "--param=queue=raw" in flags
   assert not any(flag.startswith("--param=queue=cached") for flag in flags)
+  # The config states its Eq. 9 rule.
+  assert "--param=select_occupied_only=False" in flags
+
+
+def _category_only_data():
+  return types.SimpleNamespace(
+      num_items=N,
+      schema={"item_features": [
+          {"name": "category", "kind": "single", "vocab_size": C, "max_len": 1}]},
+      item_features={"category": CATEGORIES})
+
+
+@pytest.mark.parametrize("hidden_units", [[5], []])
+def test_registered_mlp1_matches_numpy_with_hand_built_weights(hidden_units):
+  # MLP_1 (Eq. 5) = the item tower: [e_id(y); e_cat(y)] -> projection P
+  # (linear, from the concat item embedding) -> hidden ReLU layers
+  # (`hidden_units`, default [64]; [] = linear) -> output W -> l2-normalised.
+  params = registry.resolve_params("multi_clrec", {
+      "embedding_dim": D, "num_intentions": H, "main_queue_size": 8,
+      "secondary_queue_size": 4, "hidden_units": hidden_units})
+  model = registry.build_model("multi_clrec", params, _category_only_data())
+  tower = model.item_tower
+  ids = tf.constant([1, 2, 7, 20], tf.int64)
+  tower(ids)
+  rng = np.random.default_rng(3)
+  for variable in tower.trainable_variables:        # hand-built, scale 0.5
+    variable.assign(0.5 * rng.standard_normal(variable.shape))
+  embedding = tower.item_embedding
+  x = np.concatenate([
+      embedding.id_embedding.embeddings.numpy()[ids.numpy()],
+      embedding.feature_embeddings[0].embeddings.numpy()[
+          CATEGORIES[ids.numpy()]]], -1)                          # [4, 2D]
+  x = x @ embedding.projection.kernel.numpy() + embedding.projection.bias.numpy()
+  for layer in tower.head.hidden_layers:
+    pre = x @ layer.kernel.numpy() + layer.bias.numpy()
+    assert (pre < 0).any()                  # the ReLU switches units off
+    x = np.maximum(pre, 0.0)
+  x = x @ tower.head.output_layer.kernel.numpy() + (
+      tower.head.output_layer.bias.numpy())
+  expected = x / np.linalg.norm(x, axis=-1, keepdims=True)
+  np.testing.assert_allclose(tower(ids).numpy(), expected, rtol=1e-4,
+                             atol=1e-5)
+  assert len(tower.head.hidden_layers) == len(hidden_units)
+  assert registry.resolve_params("multi_clrec", {})["hidden_units"] == [64]
+
+
+def test_builder_rejects_a_string_for_the_eq9_rule():
+  # `--param=select_occupied_only=false` reaches the builder as the string
+  # "false" (not a Python literal), which bool() would read as True.
+  params = registry.resolve_params("multi_clrec", {
+      "embedding_dim": D, "num_intentions": H,
+      "select_occupied_only": "false"})
+  with pytest.raises(ValueError, match="select_occupied_only must be True"):
+    registry.build_model("multi_clrec", params, _category_only_data())
+
+
+def test_traced_gradient_sums_no_activation_with_an_addn_of_three_or_more():
+  # Regression (issue 10): the gradients of z_h, g(y_t), c_t and g(y_T) were
+  # each summed over 3-10 consumers by one AddN, which Grappler's memory
+  # optimizer turns into AssignAdds in run-time order, so two processes
+  # training the same config drifted (S3-Rec Beauty: 57 of 71 variables
+  # differed after one step). `fan_out` copies keep every such AddN at <= 2
+  # inputs. Variable gradients (the item tower runs on history, targets and
+  # queue) may still have 3; activations are the tensors with B rows.
+  model = _model()
+  batch = _batch(0)
+  model.compute_loss(batch, training=False)
+
+  @tf.function
+  def gradients(batch):
+    with tf.GradientTape() as tape:
+      loss = model.compute_loss(batch, training=True)["loss"]
+    return tape.gradient(loss, model.trainable_variables)
+
+  graph = gradients.get_concrete_function(batch).graph
+  wide = [(op.name, len(op.inputs)) for op in graph.get_operations()
+          if op.type == "AddN" and len(op.inputs) > 2
+          and op.outputs[0].shape.rank and op.outputs[0].shape[0] == B]
+  assert not wide, wide

@@ -35,6 +35,20 @@ def _tower(**kwargs):
   return tower
 
 
+def _hand_built_mlps(tower, seed=7):
+  """Sets MLP_3's and MLP_4's Dense weights by hand (fixed draws, scale 0.5).
+
+  The biases are spread around 0 so that some ReLU units are off and the
+  reference must apply the non-linearity to match.
+  """
+  rng = np.random.default_rng(seed)
+  layers = (tower.aggregation.hidden_layers + [tower.aggregation.output_layer]
+            + tower.selection.hidden_layers + [tower.selection.query_layer])
+  for layer in layers:
+    layer.kernel.assign(0.5 * rng.standard_normal(layer.kernel.shape))
+    layer.bias.assign(0.5 * rng.standard_normal(layer.bias.shape))
+
+
 def _softmax(x, axis=-1):
   e = np.exp(x - x.max(axis, keepdims=True))
   return e / e.sum(axis, keepdims=True)
@@ -45,8 +59,19 @@ def _unit(x):
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 
-def _numpy_interests(tower, batch, occupied_only=True):
-  """Eq. 5-9 with linear MLP_2, MLP_3, MLP_4 (no hidden layers)."""
+def _numpy_mlp(x, hidden_layers, output_layer):
+  """ReLU hidden layers, then a linear output layer (MLP_3, MLP_4)."""
+  for layer in hidden_layers:
+    x = np.maximum(x @ layer.kernel.numpy() + layer.bias.numpy(), 0.0)
+  return x @ output_layer.kernel.numpy() + output_layer.bias.numpy()
+
+
+def _numpy_interests(tower, batch, occupied_only=False):
+  """Eq. 5-9 with a linear MLP_2 and MLP_3, MLP_4 of any depth.
+
+  occupied_only=False is the paper's Eq. 9 (h* over all H intentions); True
+  restricts the softmax to the intentions holding a valid click.
+  """
   history = batch["history"].numpy()
   mask = batch["history_mask"].numpy()
   g = tower.item_embedding.embeddings.numpy()[history]           # Eq. 5
@@ -63,29 +88,38 @@ def _numpy_interests(tower, batch, occupied_only=True):
   p_ht = _softmax(_unit(c) @ _unit(mu).T / RHO)                  # Eq. 7
   z_prime = np.einsum("blh,bl,bld->bhd", p_ht, p_t, g)           # Eq. 8
   beta = tower.aggregation.intention_bias.numpy()
-  z = (np.concatenate([z_prime, np.broadcast_to(beta, z_prime.shape)], -1)
-       @ tower.aggregation.output_layer.kernel.numpy()
-       + tower.aggregation.output_layer.bias.numpy())
-  m = (np.einsum("bl,bld->bd", p_t, g)                           # Eq. 9
-       @ tower.selection.query_layer.kernel.numpy()
-       + tower.selection.query_layer.bias.numpy())
+  z = _numpy_mlp(
+      np.concatenate([z_prime, np.broadcast_to(beta, z_prime.shape)], -1),
+      tower.aggregation.hidden_layers, tower.aggregation.output_layer)
+  m = _numpy_mlp(np.einsum("bl,bld->bd", p_t, g),                # Eq. 9
+                 tower.selection.hidden_layers, tower.selection.query_layer)
   logits = np.einsum("bd,bhd->bh", _unit(m), _unit(z)) / RHO
   # Candidates: the intentions holding at least one valid click (argmax p_{h|t}).
   occupied = np.zeros((len(history), H), bool)
   for b, t in zip(*np.nonzero(mask)):
     occupied[b, p_ht[b, t].argmax()] = True
-  if not occupied_only:
-    occupied[:] = True
-  w = np.where(occupied, _softmax(np.where(occupied, logits, -np.inf)), 0.0)
+  candidates = occupied if occupied_only else np.ones_like(occupied)
+  w = np.where(candidates,
+               _softmax(np.where(candidates, logits, -np.inf)), 0.0)
   return {"importance": p_t, "routing": p_ht, "vectors": z, "weights": w,
-          "mask": occupied}
+          "mask": candidates, "occupied": occupied}
 
 
-def test_interests_and_serving_output_match_numpy():
-  tower = _tower()
+MLPS = {
+    "linear": dict(aggregation_hidden_units=(), selection_hidden_units=()),
+    "default": {},                                  # one hidden layer of 64
+    "deeper": dict(aggregation_hidden_units=(7, 3), selection_hidden_units=(4,)),
+}
+
+
+@pytest.mark.parametrize("occupied_only", [False, True])
+@pytest.mark.parametrize("mlps", sorted(MLPS))
+def test_interests_and_serving_output_match_numpy(mlps, occupied_only):
+  tower = _tower(select_occupied_only=occupied_only, **MLPS[mlps])
+  _hand_built_mlps(tower)
   batch = _batch()
   got = tower.interests(batch)
-  expected = _numpy_interests(tower, batch)
+  expected = _numpy_interests(tower, batch, occupied_only)
   for key in ("importance", "routing", "vectors", "weights"):
     np.testing.assert_allclose(got[key].numpy(), expected[key], rtol=2e-4,
                                atol=2e-5, err_msg=key)
@@ -98,7 +132,9 @@ def test_interests_and_serving_output_match_numpy():
   expected_mask = np.take_along_axis(expected["mask"], top, 1)
   np.testing.assert_array_equal(mask.numpy(), expected_mask)
   assert mask.shape == (B, 2) and mask.numpy()[:, 0].all()
-  assert not mask.numpy()[2, 1]        # user 3 has one click: one candidate
+  # User 3 has one click: with the restriction, one candidate intention;
+  # without it (the paper's rule), all H are candidates.
+  assert mask.numpy()[2, 1] == (not occupied_only)
   expected_vectors = _unit(np.take_along_axis(expected["vectors"],
                                               top[..., None], 1))
   np.testing.assert_allclose(vectors.numpy()[expected_mask],
@@ -112,17 +148,46 @@ def test_interests_and_serving_output_match_numpy():
       _unit(c) @ _unit(mu).T / RHO, rtol=1e-4, atol=1e-4)
 
 
-def test_empty_intentions_are_never_selected():
-  # Regression (S3-Rec Beauty: every user selected the same empty intention,
-  # whose z_h = MLP_3([0; beta_h]) is user-independent, so 53-108 items were
-  # served in all). Point MLP_4's query at an intention no click is routed
-  # to: the unrestricted argmax (select_occupied_only=False) picks it for
-  # every user, the default must pick among the occupied intentions.
+def test_hand_built_weights_exercise_the_hidden_relu():
+  # Guards the NumPy test above: with these weights some hidden units of
+  # MLP_3 are off, so a reference without the ReLU disagrees with the tower.
+  tower = _tower(**MLPS["default"])
+  _hand_built_mlps(tower)
+  batch = _batch()
+  got = tower.interests(batch)["vectors"].numpy()
+  expected = _numpy_interests(tower, batch)
+  g = tower.item_embedding.embeddings.numpy()[batch["history"].numpy()]
+  z_prime = np.einsum("blh,bl,bld->bhd", expected["routing"],
+                      expected["importance"], g)
+  x = np.concatenate([z_prime, np.broadcast_to(
+      tower.aggregation.intention_bias.numpy(), z_prime.shape)], -1)
+  hidden = tower.aggregation.hidden_layers[0]
+  pre = x @ hidden.kernel.numpy() + hidden.bias.numpy()          # [B, H, 64]
+  assert (pre < 0).any() and (pre > 0).any()
+  without_relu = _numpy_mlp(pre, [], tower.aggregation.output_layer)
+  assert np.abs(without_relu - got).max() > 1e-2
+
+
+def test_defaults_are_the_papers_reading():
+  # Eq. 9 over all H intentions; MLP_2-MLP_4 with one hidden layer of 64.
+  tower = MultiCLRecUserTower(keras.layers.Embedding(N + 1, D), CATEGORIES,
+                              C, D)
+  assert tower.select_occupied_only is False
+  assert (tower.importance_hidden_units == tower.aggregation_hidden_units
+          == tower.selection_hidden_units == [64])
+
+
+def test_restriction_keeps_empty_intentions_out():
+  # S3-Rec Beauty, linear MLP_3/MLP_4: every user selected the same empty
+  # intention, whose z_h = MLP_3([0; beta_h]) is user-independent, so 53-108
+  # items were served in all. Point MLP_4's query at an intention no click
+  # is routed to: the paper's unrestricted argmax (the default) picks it for
+  # every user, select_occupied_only=True picks among the occupied ones.
   batch = _batch()
   for occupied_only in (True, False):
     tower = _tower(select_occupied_only=occupied_only)
     expected = _numpy_interests(tower, batch, occupied_only=True)
-    empty = np.nonzero(~expected["mask"].any(0))[0]
+    empty = np.nonzero(~expected["occupied"].any(0))[0]
     assert empty.size, "the fixture must leave an intention without clicks"
     target = expected["vectors"][0, empty[0]]   # the same for every user
     query = tower.selection.query_layer

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.layers.fan_out import fan_out
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
@@ -52,7 +53,11 @@ class IntentionRouting(keras.layers.Layer):
   def logits(self, categories):
     """p'_{h|t} of Eq. 7: cosine(mu_h, c_t) / rho, float [..., H]."""
     c = tf.math.l2_normalize(categories, axis=-1)                 # [..., d]
-    mu = tf.math.l2_normalize(self.prototypes, axis=-1)           # [H, d]
+    # The model calls this on history and targets: fan_out ends each call's
+    # gradient into mu with a reduction, so Grappler cannot merge them into
+    # one AddN summed in run-time order (dcg_tf.layers.fan_out).
+    (prototypes,) = fan_out(self.prototypes, 1)                   # [H, d]
+    mu = tf.math.l2_normalize(prototypes, axis=-1)                # [H, d]
     return tf.einsum("...d,hd->...h", c, mu) / self.temperature   # [..., H]
 
   def call(self, categories):

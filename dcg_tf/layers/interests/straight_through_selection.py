@@ -19,14 +19,15 @@ class StraightThroughSelection(keras.layers.Layer):
 
   Candidates: an optional `candidates` mask restricts the softmax (and so
   h*) to the intentions marked True; the others get w_h = 0 and no gradient.
-  Eq. 9's
-selection exists because "it is possible to have sum_t p_{h|t} p_t -> 0
-  for some h": such an empty intention's vector z_h = MLP_3([~0; beta_h]) is the
-  same for every user. `MultiCLRecUserTower` passes the intentions that hold
-  at least one of the user's clicks; without that the learned selection
-  collapses onto one empty intention for all users (a popularity vector: on
-  S3-Rec Beauty every user selected the same empty intention, 53-108 distinct
-  items served, HR@50 < 0.006).
+  The paper's Eq. 9 has no such mask (pass None). Eq. 9's selection exists
+  because "it is possible to have sum_t p_{h|t} p_t -> 0 for some h": such an
+  empty intention's vector z_h = MLP_3([~0; beta_h]) is the same for every
+  user. `MultiCLRecUserTower(select_occupied_only=True)` passes the
+  intentions that hold at least one of the user's clicks: with linear MLP_3
+  and MLP_4 and no mask, the learned selection collapsed onto one empty
+  intention for all users (a popularity vector: on S3-Rec Beauty every user
+  selected the same empty intention, 53-108 distinct items served,
+  HR@50 < 0.006).
 
   Args:
     output_dim: width D of m and of the intention vectors z_h.
