@@ -178,6 +178,16 @@ def load_records(results_dir):
 COLUMNS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "HR@50", "HR@200", "coverage@50")
 
 
+def reproduce_command(records):
+  """The command that (re)runs every record's (dataset, model, seed)."""
+  datasets = sorted({r["dataset"] for r in records})
+  models = sorted({r["model"] for r in records})
+  seeds = sorted({r["seed"] for r in records})
+  return ("python -m experiments.leaderboard --datasets=%s --models=%s --seeds=%s"
+          % (",".join("%s=DATA/%s" % (d, d) for d in datasets), ",".join(models),
+             ",".join(str(s) for s in seeds)))
+
+
 def render(records, published, command=""):
   """The Markdown page: per dataset, models x metrics (mean ± std (seeds))."""
   groups = comparison.group_records(records)
@@ -190,7 +200,8 @@ def render(records, published, command=""):
            "in brackets); the epoch of each run is the one with the best "
            "validation NDCG@10.", ""]
   if command:
-    lines += ["Command: `%s`" % command, ""]
+    lines += ["Command (DATA/<name>: the processed datasets, docs/results.md "
+              "gives their preprocessing): `%s`" % command, ""]
   for dataset in datasets:
     lines += ["## %s" % dataset, "",
               "| model | " + " | ".join(COLUMNS) + " | epochs (best / budget) | train time |",
@@ -298,8 +309,8 @@ def main(argv):
   if FLAGS.published and os.path.exists(FLAGS.published):
     with open(FLAGS.published) as f:
       published = json.load(f)
-  page = render(load_records(FLAGS.results_dir), published,
-                command=" ".join(["python -m experiments.leaderboard"] + sys.argv[1:]))
+  records = load_records(FLAGS.results_dir)
+  page = render(records, published, command=reproduce_command(records))
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   with open(FLAGS.output, "w") as f:
     f.write(page)
