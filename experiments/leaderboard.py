@@ -84,16 +84,55 @@ def result_path(results_dir, dataset, model, seed):
   return os.path.join(results_dir, dataset, model, "seed%d.json" % seed)
 
 
-def _run(args, what):
-  """Runs `python -m args` from the repository root; raises with its stderr tail."""
+def _run(args, what, clock=None):
+  """Runs `python -m args` from the repository root; raises with its stderr tail.
+
+  Returns the wall seconds; with `clock` (a path), the seconds of every
+  earlier invocation recorded there are added (see `_Clock`).
+  """
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  timer = _Clock(clock) if clock else None
   start = time.time()
-  proc = subprocess.run([sys.executable, "-m"] + args, cwd=REPO, env=env,
-                        capture_output=True, text=True, check=False)
+  proc = subprocess.Popen([sys.executable, "-m"] + args, cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  while True:
+    try:
+      _, stderr = proc.communicate(timeout=30)
+      break
+    except subprocess.TimeoutExpired:
+      if timer:
+        timer.save()
+  seconds = timer.save() if timer else time.time() - start
   if proc.returncode != 0:
     raise RuntimeError("%s failed (exit %d):\n%s" % (what, proc.returncode,
-                                                     proc.stderr[-3000:]))
-  return time.time() - start
+                                                     stderr[-3000:]))
+  return seconds
+
+
+class _Clock:
+  """Wall seconds of a training run summed over the invocations that resumed it.
+
+  A run killed half-way and resumed by a later invocation would otherwise
+  report only the last invocation's time. The total so far is written to
+  `path` every 30 s (so a killed invocation loses at most 30 s of its time)
+  and read back by the next one.
+  """
+
+  def __init__(self, path):
+    self.path = path
+    self.start = time.time()
+    self.before = 0.0
+    if os.path.exists(path):
+      with open(path) as f:
+        self.before = float(json.load(f)["train_seconds"])
+
+  def save(self):
+    total = self.before + time.time() - self.start
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    with open(self.path + ".tmp", "w") as f:
+      json.dump({"train_seconds": total}, f)
+    os.replace(self.path + ".tmp", self.path)
+    return total
 
 
 def score_baseline(dataset, data_dir, model, seed):
@@ -120,7 +159,8 @@ def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flag
       ["experiments.train", "--flagfile=" + config, "--data_dir=" + data_dir,
        "--model_dir=" + model_dir, "--seed=%d" % seed, "--validate_every=1",
        "--validation_protocol=full", "--best_metric=NDCG@10", "--progress=false"]
-      + list(extra_flags), "training %s on %s (seed %d)" % (model, dataset, seed))
+      + list(extra_flags), "training %s on %s (seed %d)" % (model, dataset, seed),
+      clock=os.path.join(model_dir, "train_seconds.json"))
   eval_path = os.path.join(model_dir, "test_full.json")
   eval_seconds = _run(
       ["experiments.evaluate", "--model_dir=" + model_dir, "--protocol=full",

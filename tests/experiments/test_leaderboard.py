@@ -39,6 +39,9 @@ def test_leaderboard_runs_resumes_and_renders(tmp_path):
     assert record["seed"] == seed and record["trainer"]["seed"] == seed
     assert record["epochs"] == 2 and 1 <= record["best_epoch"] <= 2
     assert record["num_users"] == 16
+    clock = json.loads((tmp_path / "runs" / "tiny" / "two_tower" / ("seed%d" % seed)
+                        / "train_seconds.json").read_text())
+    assert record["train_seconds"] == round(clock["train_seconds"], 1) > 0
     # 12 items: the cut-offs above the catalog (20, 50, 200) are not defined.
     assert {"HR@10", "NDCG@10", "coverage@10"} <= set(record["metrics"])
     assert "HR@20" not in record["metrics"]
@@ -56,3 +59,22 @@ def test_leaderboard_runs_resumes_and_renders(tmp_path):
   _board("--render_only", "--results_dir=" + str(results), "--output=" + str(page),
          "--published=" + str(published))
   assert cell in page.read_text()
+
+
+def test_training_time_adds_up_over_resumed_invocations(tmp_path):
+  # A run killed after 100 s and resumed reports 100 s + the resumed part.
+  clock = tmp_path / "run" / "train_seconds.json"
+  clock.parent.mkdir()
+  clock.write_text(json.dumps({"train_seconds": 100.0}))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  probe = subprocess.run(
+      [sys.executable, "-c",
+       "import sys\n"
+       "from experiments import leaderboard\n"
+       "s = leaderboard._run(['json.tool', '--help'], 'probe', clock=sys.argv[1])\n"
+       "print(s)", str(clock)],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert probe.returncode == 0, probe.stderr[-2000:]
+  total = float(probe.stdout.strip().splitlines()[-1])
+  assert 100.0 < total < 160.0
+  assert json.loads(clock.read_text())["train_seconds"] == total
