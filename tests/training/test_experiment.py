@@ -76,7 +76,11 @@ def test_python_run_equals_the_binary_run(data, tmp_path):
           == _read(os.path.join(binary_dir, "run.json")))
   difference = checkpoint.checkpoint_difference(
       checkpoint.checkpoint_path(binary_dir), checkpoint.checkpoint_path(python_dir))
-  assert difference and max(difference.values()) == 0.0
+  # Same initial weights and data: a different seed or batch order would move
+  # weights by ~1e-2 after 3 steps. Float summation order can differ between
+  # the pytest process and a fresh one (measured up to 3.6e-7 on a loaded
+  # machine), so the bound is float noise, not bitwise equality.
+  assert difference and max(difference.values()) < 1e-5
 
 
 def test_bad_experiment_and_parameter_are_input_errors(data, tmp_path):
