@@ -89,6 +89,17 @@ EXPECTED_ERRORS = (app.UsageError, InputError, FileNotFoundError, FileExistsErro
                    NotADirectoryError, IsADirectoryError, PermissionError)
 
 
+def parse_pairs(items, flag):
+  """{NAME: VALUE} from a list flag of NAME=VALUE entries (`--flag` in errors)."""
+  pairs = {}
+  for item in items:
+    if "=" not in item:
+      raise app.UsageError("--%s entries are NAME=VALUE, got %r" % (flag, item))
+    name, value = item.split("=", 1)
+    pairs[name.strip()] = value.strip()
+  return pairs
+
+
 def one_line(error):
   """The message of `error` on one line (its lines joined by spaces)."""
   text = str(error)

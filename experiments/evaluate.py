@@ -117,16 +117,6 @@ def run(model_dir, data_dir=None, protocol="full", split="test",
   return results
 
 
-def _parse_compare(pairs):
-  compare = {}
-  for pair in pairs:
-    if "=" not in pair:
-      raise app.UsageError("--compare entries are NAME=MODEL_DIR, got %r" % pair)
-    name, path = pair.split("=", 1)
-    compare[name] = path
-  return compare
-
-
 def main(argv):
   del argv
   for name in ("model_dir", "output"):
@@ -141,7 +131,7 @@ def main(argv):
   results = run(FLAGS.model_dir, FLAGS.data_dir, FLAGS.protocol, FLAGS.split,
                 FLAGS.keep_train_items, ks, FLAGS.batch_size, FLAGS.max_len,
                 FLAGS.candidates_dir, FLAGS.seed, FLAGS.debias_png,
-                _parse_compare(FLAGS.compare), FLAGS.checkpoint, FLAGS.beta)
+                cli.parse_pairs(FLAGS.compare, "compare"), FLAGS.checkpoint, FLAGS.beta)
   output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
   os.makedirs(output_dir, exist_ok=True)
   with open(FLAGS.output, "w") as f:

@@ -70,16 +70,6 @@ NONNEURAL = ("most_popular", "transition")
 DEPTHS = ("HR@10", "HR@20", "HR@50", "HR@200")
 
 
-def _pairs(items, what):
-  pairs = {}
-  for item in items:
-    if "=" not in item:
-      raise app.UsageError("--%s entries are NAME=VALUE, got %r" % (what, item))
-    name, value = item.split("=", 1)
-    pairs[name.strip()] = value.strip()
-  return pairs
-
-
 def result_path(results_dir, dataset, model, seed):
   return os.path.join(results_dir, dataset, model, "seed%d.json" % seed)
 
@@ -303,7 +293,7 @@ def _against_transition(groups, dataset):
 def main(argv):
   del argv
   if not FLAGS.render_only:
-    datasets = _pairs(FLAGS.datasets, "datasets")
+    datasets = cli.parse_pairs(FLAGS.datasets, "datasets")
     if not datasets or not FLAGS.models:
       raise app.UsageError("--datasets and --models are required "
                            "(or --render_only)")

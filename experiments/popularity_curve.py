@@ -154,16 +154,6 @@ def plot(report, path):
   pyplot.close(figure)
 
 
-def _parse_models(pairs):
-  models = {}
-  for pair in pairs:
-    if "=" not in pair:
-      raise app.UsageError("--models entries are NAME=MODEL_DIR, got %r" % pair)
-    name, path = pair.split("=", 1)
-    models[name] = path
-  return models
-
-
 def main(argv):
   del argv
   if not FLAGS.models or not FLAGS.output:
@@ -172,7 +162,7 @@ def main(argv):
     betas = [float(b) for b in FLAGS.betas]
   except ValueError as e:
     raise app.UsageError("--betas must be numbers, got %s" % FLAGS.betas) from e
-  report = run(_parse_models(FLAGS.models), FLAGS.data_dir, betas, FLAGS.k,
+  report = run(cli.parse_pairs(FLAGS.models, "models"), FLAGS.data_dir, betas, FLAGS.k,
                FLAGS.select_metric, FLAGS.checkpoint, FLAGS.batch_size, FLAGS.png)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   with open(FLAGS.output, "w") as f:
