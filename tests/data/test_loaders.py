@@ -14,6 +14,8 @@ from dcg_tf.data import raw as raw_lib
 from dcg_tf.data import synthetic
 from dcg_tf.data.loaders import LOADERS
 from dcg_tf.data.loaders import amazon
+from dcg_tf.data.loaders import movielens
+from dcg_tf.data.loaders import recbole
 
 
 def _rows(raw):
@@ -164,11 +166,24 @@ def test_movielens_latest(tmp_path, as_zip):
   f = raw.item_features
   assert f.loc["10", "genre"] == ["Action", "Crime"]
   assert f.loc["20", "genre"] == []              # "(no genres listed)"
-  assert f.loc["10", "title_token"] == ["heat", "the", "1995"]
+  assert f.loc["10", "title_token"] == ["heat", "the"]   # the year is its own field
+  assert f.loc["10", "year"] == "1995" and f.loc["20", "year"] == "1995"
   assert sorted(f.loc["10", "tag"]) == ["classic"]   # lower-cased, deduplicated
   assert f.loc["20", "tag"] == ["pixar"]
   assert "30" not in f.index                     # movie nobody rated
   raw.report.check()
+
+
+@pytest.mark.parametrize("title, parts", [
+    ("Heat, The (1995)", ("Heat, The", "1995")),
+    ("Babylon 5", ("Babylon 5", None)),                       # no year
+    ("2001: A Space Odyssey (1968)", ("2001: A Space Odyssey", "1968")),
+    ("Sherlock (2010-)", ("Sherlock", "2010")),               # series
+    ("Cosmos (1980) ", ("Cosmos", "1980")),                   # trailing space
+    ("Deadpool (Deadpool 2) ", ("Deadpool (Deadpool 2)", None)),
+])
+def test_movielens_title_year(title, parts):
+  assert movielens.split_title_year(title) == parts
 
 
 def test_movielens_1m_dat_latin1_with_user_features(tmp_path):
@@ -179,7 +194,8 @@ def test_movielens_1m_dat_latin1_with_user_features(tmp_path):
   (tmp_path / "users.dat").write_bytes(b"1::F::1::10::48067\n2::M::56::16::70072\n")
   raw = LOADERS["movielens"]([str(tmp_path)])
   assert _rows(raw) == [("1", "1193", 978300760), ("2", "1193", 978300000)]
-  assert raw.item_features.loc["1193", "title_token"] == ["am\xe9lie", "2001"]
+  assert raw.item_features.loc["1193", "title_token"] == ["am\xe9lie"]
+  assert raw.item_features.loc["1193", "year"] == "2001"
   assert raw.item_features.loc["1193", "genre"] == ["Comedy", "Romance"]
   uf = raw.user_features
   assert uf.loc["1"].tolist() == ["F", "1", "10"]
@@ -198,9 +214,51 @@ def test_recbole_rebuilds_sequences_from_test_rows(tmp_path):
   # User AX: history P0 P1 then target P2; user BY: P2 then P0.
   assert _rows(raw) == [("AX", "P0", 0), ("AX", "P1", 1), ("AX", "P2", 2),
                         ("BY", "P2", 3), ("BY", "P0", 4)]
-  assert raw.item_features.loc["P0", "text_token"] == [
-      "gorilla", "glue", "adhesives", "gorilla"]
-  assert raw.multi_valued == ("text_token",)
+  f = raw.item_features
+  assert f.loc["P0", "title_token"] == ["gorilla", "glue"]
+  assert f.loc["P0", "category_token"] == ["adhesives"]
+  assert f.loc["P0", "brand"] == "Gorilla"
+  assert f.loc["P2", "title_token"] == ["tape"]    # no parts: all title
+  assert f.loc["P2", "category_token"] == [] and pd.isna(f.loc["P2", "brand"])
+  assert raw.multi_valued == ("title_token", "category_token")
+
+
+@pytest.mark.parametrize("text, parts", [
+    # Real lines of ../shared/data/amazon-scientific-unisrec/Scientific.text.
+    ("Scott Kimberly-Clark 75190 Shop Towels, 10 x 12, Blue. Industrial & "
+     "Scientific Janitorial & Sanitation Supplies Cleaning Tools Disposable "
+     "Wipes. Scott. ",
+     ("Scott Kimberly-Clark 75190 Shop Towels, 10 x 12, Blue",
+      "Industrial & Scientific Janitorial & Sanitation Supplies Cleaning Tools "
+      "Disposable Wipes", "Scott")),
+    # A title with ". " inside and an empty category path.
+    ("Kimberly-Clark Professional Kimtech Science KimWipes Delicate Task "
+     "Wipers, 4.4 x 8.4 in. 1-ply. . Kimberly-Clark Professional.",
+     ("Kimberly-Clark Professional Kimtech Science KimWipes Delicate Task "
+      "Wipers, 4.4 x 8.4 in. 1-ply", "", "Kimberly-Clark Professional")),
+    ("Gorilla Original Gorilla Glue, Waterproof Polyurethane Glue, 8 ounce "
+     "Bottle, Brown. Industrial & Scientific Tapes, Adhesives & Sealants "
+     "Urethane Adhesives. Gorilla. ",
+     ("Gorilla Original Gorilla Glue, Waterproof Polyurethane Glue, 8 ounce "
+      "Bottle, Brown", "Industrial & Scientific Tapes, Adhesives & Sealants "
+      "Urethane Adhesives", "Gorilla")),
+])
+def test_recbole_item_text_splits_into_title_categories_brand(text, parts):
+  assert recbole.split_item_text(text) == parts
+
+
+def test_recbole_real_scientific_text_fields(shared_data):
+  raw = LOADERS["recbole"]([shared_data / "amazon-scientific-unisrec"])
+  f = raw.item_features
+  assert len(f) == 1585                      # README: all 1,585 items have text
+  assert f.loc["B00004TBJD", "brand"] == "Scott"
+  assert f.loc["B00004TBJD", "category_token"][:3] == [
+      "industrial", "scientific", "janitorial"]
+  # Published structure: nearly every item has a category path and a brand.
+  has_category = np.mean([len(c) > 0 for c in f["category_token"]])
+  has_brand = np.mean([not pd.isna(b) for b in f["brand"]])
+  assert has_category > 0.95 and has_brand > 0.95
+  raw.report.check()
 
 
 def test_csv_with_column_mapping_and_dates(tmp_path):

@@ -7,8 +7,11 @@ header like `user_id:token\\titem_id_list:token_seq\\titem_id:token`):
   and the test item, in index space. Each user's full sequence is rebuilt as
   history + target (`train` holds every prefix and `valid` the sequence minus
   its last item, so `test` alone carries everything).
-- `<Name>.text`: `item_id:token \\t text:token_seq`, the item text ("title.
-  categories. brand."), read as the multi-valued feature `text_token`.
+- `<Name>.text`: `item_id:token \\t text:token_seq`, the item text
+  "title. categories. brand." (UniSRec joins the three with ". "), parsed
+  into three fields (`split_item_text`): `title_token` and `category_token`
+  (multi-valued, lower-cased alphanumeric tokens) and `brand` (single-valued,
+  the brand string as one value).
 
 Ids are mapped back to raw ids (ASINs, reviewer ids) so the vocabularies name
 the real entities. The row order is the time (`has_time` False).
@@ -137,7 +140,7 @@ def load_recbole(paths):
   multi = ()
   if ".text" in found:
     features = _read_text(found[".text"], set(interactions["item"]), report)
-    multi = ("text_token",)
+    multi = ("title_token", "category_token")
   return raw_lib.RawData(interactions=interactions, item_features=features,
                          report=report, multi_valued=multi, has_time=False)
 
@@ -162,9 +165,41 @@ def _read_text(path, known, report):
     elif fields[0].strip() in rows:
       dropped.setdefault("duplicate_item", []).append(number)
     else:
-      rows[fields[0].strip()] = raw_lib.tokenize(fields[1])
+      rows[fields[0].strip()] = split_item_text(fields[1])
   for reason, lines in dropped.items():
     report.add_dropped(path, reason, lines)
   report.add_kept(path, len(rows))
-  return pd.DataFrame({"text_token": list(rows.values())},
+  title, category, brand = (list(column) for column in zip(*rows.values())) if rows else ([], [], [])
+  return pd.DataFrame({"title_token": [raw_lib.tokenize(t) for t in title],
+                       "category_token": [raw_lib.tokenize(c) for c in category],
+                       "brand": brand},
                       index=pd.Index(list(rows.keys()), dtype=object))
+
+
+def split_item_text(text):
+  """Splits UniSRec's item text "title. categories. brand." into its parts.
+
+  UniSRec writes each item's text as title, category path and brand, each
+  followed by ". " (an empty part leaves ". ." behind). Titles may contain
+  ". " themselves ("4.4 x 8.4 in. 1-ply"), brands rarely do, so the text is
+  split from the right: the last part is the brand, the one before it the
+  category path, everything before that the title. A text without three
+  parts is all title (no category path, no brand).
+
+  Returns:
+    (title, categories, brand): strings; brand None when empty.
+
+  Example:
+    >>> split_item_text("Shop Towels, 10 x 12. Industrial & Scientific Wipes. Scott. ")
+    ('Shop Towels, 10 x 12', 'Industrial & Scientific Wipes', 'Scott')
+  """
+  body = text.strip()
+  if body.endswith("."):
+    body = body[:-1]
+  parts = body.rsplit(". ", 2)
+  if len(parts) < 3:
+    return text.strip(), "", None
+  title, categories, brand = (part.strip() for part in parts)
+  if categories == ".":   # an empty category path: "title. . brand."
+    categories = ""
+  return title, categories, brand or None
