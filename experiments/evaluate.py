@@ -66,11 +66,15 @@ flags.DEFINE_enum("checkpoint", "latest", list(checkpoint.CHECKPOINTS),
 flags.DEFINE_float("beta", 0.0,
                    "Popularity knob: rank by s(u, i) + beta * log p(i), p the "
                    "smoothed training popularity; 0 = the plain ranking.")
+flags.DEFINE_float("head_fraction", 0.2,
+                   "Share of items (by training count) whose targets are head in "
+                   "the head_/tail_ metrics; SSL-CFM's Table 4 uses 0.1.",
+                   lower_bound=0.0, upper_bound=1.0)
 
 # Provenance keys of the output JSON, beside the metric keys.
 _META_KEYS = ("protocol", "split", "model_dir", "experiment", "data_dir",
               "dataset_fingerprint", "exclude_train_items", "max_len", "debias",
-              "checkpoint", "popularity")
+              "checkpoint", "popularity", "head_fraction")
 
 
 def _load(model_dir, data_dir, which="latest"):
@@ -82,7 +86,7 @@ def _load(model_dir, data_dir, which="latest"):
 def run(model_dir, data_dir=None, protocol="full", split="test",
         keep_train_items=False, ks=evaluator.DEFAULT_KS, batch_size=512, max_len=None,
         candidates_dir=None, seed=None, debias_png=None, compare=None,
-        which="latest", beta=0.0):
+        which="latest", beta=0.0, head_fraction=0.2):
   """Evaluates `model_dir`; returns the JSON-ready results dict."""
   if beta and debias_png:
     raise ValueError("--debias_png ranks without the popularity knob; run it "
@@ -93,7 +97,8 @@ def run(model_dir, data_dir=None, protocol="full", split="test",
   results = evaluator.evaluate(
       evaluator.model_user_tower_fn(model), items, data, split=split, protocol=protocol, ks=ks,
       exclude_train=not keep_train_items, max_len=max_len, batch_size=batch_size,
-      candidates_dir=candidates_dir, seed=seed, popularity_beta=beta)
+      candidates_dir=candidates_dir, seed=seed, popularity_beta=beta,
+      head_fraction=head_fraction)
   if beta:
     results["popularity"] = popularity_correction.describe(beta)
   results.update(protocol=protocol, split=split, model_dir=model_dir,
@@ -131,7 +136,8 @@ def main(argv):
   results = run(FLAGS.model_dir, FLAGS.data_dir, FLAGS.protocol, FLAGS.split,
                 FLAGS.keep_train_items, ks, FLAGS.batch_size, FLAGS.max_len,
                 FLAGS.candidates_dir, FLAGS.seed, FLAGS.debias_png,
-                cli.parse_pairs(FLAGS.compare, "compare"), FLAGS.checkpoint, FLAGS.beta)
+                cli.parse_pairs(FLAGS.compare, "compare"), FLAGS.checkpoint, FLAGS.beta,
+                FLAGS.head_fraction)
   output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
   os.makedirs(output_dir, exist_ok=True)
   with open(FLAGS.output, "w") as f:

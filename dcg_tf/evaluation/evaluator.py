@@ -145,7 +145,8 @@ def encode_users(user_tower_fn, data, split, users, max_len, batch_size, progres
 def evaluate_embeddings(user_vectors, item_embeddings, targets, item_count,
                         protocol="full", ks=DEFAULT_KS, exclude=None, negatives=None,
                         user_mask=None, index=None, popularity_reference=None,
-                        progress=False, popularity_beta=0.0):
+                        progress=False, popularity_beta=0.0,
+                        head_fraction=metrics.HEAD_FRACTION):
   """Ranks users and computes every metric; the array-level core of `evaluate`.
 
   Args:
@@ -165,6 +166,8 @@ def evaluate_embeddings(user_vectors, item_embeddings, targets, item_count,
       popularity of `item_count` (`dcg_tf.evaluation.popularity_correction`:
       one extra coordinate on items and users). 0 (default): no coordinate,
       today's ranking bit for bit.
+    head_fraction: share of items (by training count) whose targets count as
+      head in the head_/tail_ metrics (default 0.2; SSL-CFM's Table 4: 0.1).
 
   Returns:
     dict of metrics (see module docstring) with `num_users`.
@@ -213,7 +216,8 @@ def evaluate_embeddings(user_vectors, item_embeddings, targets, item_count,
   ranked = np.concatenate(ranked)
   results = metrics.ranking_metrics(ranked, targets, ks)
   results.update(metrics.beyond_accuracy_metrics(
-      ranked, targets, item_count, ks, popularity_reference=popularity_reference))
+      ranked, targets, item_count, ks, popularity_reference=popularity_reference,
+      head_fraction=head_fraction))
   results["num_users"] = int(num_users)
   return results
 
@@ -250,7 +254,7 @@ def _evaluation_inputs(user_tower_fn, item_embeddings, data, split, protocol,
 def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full",
              ks=DEFAULT_KS, exclude_train=True, max_len=50, batch_size=512,
              candidates_dir=None, seed=None, index=None, popularity_reference=None,
-             progress=True, popularity_beta=0.0):
+             progress=True, popularity_beta=0.0, head_fraction=metrics.HEAD_FRACTION):
   """Evaluates a user tower against item embeddings on a processed dataset.
 
   Args:
@@ -275,6 +279,7 @@ def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full"
     popularity_beta: rank by `s(u, i) + beta * log p(i)` with p the smoothed
       training popularity `data.item_count`
       (`dcg_tf.evaluation.popularity_correction`); 0 = today's ranking.
+    head_fraction: share of items in the head of the head_/tail_ metrics.
 
   Returns:
     dict of metrics, e.g. {"HR@10": ..., "NDCG@10": ..., "MRR": ...,
@@ -285,13 +290,14 @@ def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full"
       protocol=protocol, ks=ks, exclude_train=exclude_train, max_len=max_len,
       batch_size=batch_size, candidates_dir=candidates_dir, seed=seed,
       index=index, popularity_reference=popularity_reference,
-      progress=progress)[0]
+      progress=progress, head_fraction=head_fraction)[0]
 
 
 def evaluate_betas(user_tower_fn, item_embeddings, data, betas, split="test",
                    protocol="full", ks=DEFAULT_KS, exclude_train=True, max_len=50,
                    batch_size=512, candidates_dir=None, seed=None, index=None,
-                   popularity_reference=None, progress=True):
+                   popularity_reference=None, progress=True,
+                   head_fraction=metrics.HEAD_FRACTION):
   """`evaluate` at several popularity betas, encoding the users once.
 
   Returns:
@@ -305,7 +311,8 @@ def evaluate_betas(user_tower_fn, item_embeddings, data, betas, split="test",
       item_embeddings=item_embeddings, item_count=data.item_count,
       protocol=protocol, ks=ks, index=index,
       popularity_reference=popularity_reference, progress=progress,
-      popularity_beta=float(beta), **inputs) for beta in betas]
+      popularity_beta=float(beta), head_fraction=head_fraction, **inputs)
+          for beta in betas]
 
 
 def to_markdown(results):

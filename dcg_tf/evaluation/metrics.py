@@ -11,6 +11,10 @@ Accuracy (issue 3, "Evaluation"):
             equals HR@K when each user has one target).
   NDCG@K    binary relevance: DCG@K = sum_{i<K, ranked[i] in targets} 1/log2(i+2),
             normalised by the ideal DCG = sum_{i<min(K, |targets|)} 1/log2(i+2).
+  MAP@K     mean over users of the average precision at K (SSL-CFM, section
+            4.2): AP@K = sum_{i<K} P@(i+1) * rel_i / min(|targets|, K), with
+            P@n the share of targets in the top n; with one target at 1-based
+            rank r <= K it is 1/r (0 beyond K).
   MRR       1/(1-based rank of the first relevant item) within the L computed
             positions, 0 when none is there.
 
@@ -24,8 +28,9 @@ Beyond accuracy (CLRec, KDD'21, Table 10 and appendix A):
                   (what the most-popular recommender without exclusion scores).
   head_/tail_HR@K, head_/tail_Recall@K
                   HR and Recall with targets restricted to head items (the top 20%
-                  of items by training count) or tail items (the rest), averaged
-                  over the users who have at least one target in that group.
+                  of items by training count, `head_fraction`; SSL-CFM's Table 4
+                  uses 10%) or tail items (the rest), averaged over the users who
+                  have at least one target in that group.
 """
 
 import numpy as np
@@ -97,6 +102,15 @@ def ndcg_at_k(hits, n_targets, k):
   return np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0)
 
 
+def average_precision_at_k(hits, n_targets, k):
+  """AP@K per user: sum_{i<K} P@(i+1) rel_i / min(n_targets, K)."""
+  _check_k(hits, k)
+  top = hits[:, :k].astype(np.float64)                                 # [U, K]
+  precision = np.cumsum(top, axis=1) / np.arange(1, k + 1)            # [U, K] P@n
+  denominator = np.minimum(np.maximum(n_targets, 1), k)               # [U]
+  return (precision * top).sum(axis=1) / denominator                   # [U]
+
+
 def reciprocal_rank(hits):
   first = np.argmax(hits, axis=1)                                      # [U]
   return np.where(hits.any(axis=1), 1.0 / (first + 1.0), 0.0)
@@ -106,7 +120,7 @@ def reciprocal_rank(hits):
 
 
 def ranking_metrics(ranked, targets, ks=DEFAULT_KS):
-  """Mean HR@K, Recall@K, NDCG@K over users, and MRR; keys like "HR@10"."""
+  """Mean HR@K, Recall@K, NDCG@K, MAP@K over users, and MRR; keys like "HR@10"."""
   targets = dedup_targets(targets)
   n_targets = (targets > 0).sum(axis=1)
   if (n_targets == 0).any():
@@ -117,6 +131,7 @@ def ranking_metrics(ranked, targets, ks=DEFAULT_KS):
     results["HR@%d" % k] = float(hit_rate_at_k(hits, k).mean())
     results["Recall@%d" % k] = float(recall_at_k(hits, n_targets, k).mean())
     results["NDCG@%d" % k] = float(ndcg_at_k(hits, n_targets, k).mean())
+    results["MAP@%d" % k] = float(average_precision_at_k(hits, n_targets, k).mean())
   results["MRR"] = float(reciprocal_rank(hits).mean())
   return results
 
@@ -192,7 +207,7 @@ def group_metrics(ranked, targets, item_mask, ks, prefix, hits=None):
 
 
 def beyond_accuracy_metrics(ranked, targets, item_count, ks=DEFAULT_KS,
-                            popularity_reference=None):
+                            popularity_reference=None, head_fraction=HEAD_FRACTION):
   """coverage@K, popularity@K and head_/tail_ HR@K and Recall@K.
 
   Args:
@@ -202,14 +217,15 @@ def beyond_accuracy_metrics(ranked, targets, item_count, ks=DEFAULT_KS,
     ks: cut-offs.
     popularity_reference: optional dict k -> E_A'[p_data] of the reference
       recommender (e.g. a most-popular model's); default: max_mean_popularity.
+    head_fraction: share of items (by training count) in the head.
   """
-  results = {}
+  results = {"head_fraction": float(head_fraction)}
   for k in ks:
     results["coverage@%d" % k] = coverage_at_k(ranked, k)
     reference = (popularity_reference or {}).get(k)
     results["popularity@%d" % k] = popularity_index_at_k(ranked, item_count, k,
                                                          reference)
-  head = head_item_mask(item_count)
+  head = head_item_mask(item_count, head_fraction)
   tail = ~head
   tail[0] = False
   hits = hit_matrix(ranked, dedup_targets(targets))

@@ -118,3 +118,31 @@ def test_head_tail_split_hand_worked():
   assert got["tail_HR@1"] == 0.0
   assert got["tail_Recall@2"] == pytest.approx(2 / 3)
   assert got["coverage@2"] == 6
+
+
+def test_map_hand_worked():
+  # AP@K = sum_{i<K} P@(i+1) rel_i / min(|targets|, K).
+  # User 0 (targets {3, 1}, hits at ranks 2 and 4):
+  #   AP@4 = (P@2 + P@4) / 2 = (1/2 + 2/4) / 2 = 0.5;
+  #   AP@2 = P@2 / min(2, 2) = 0.25; AP@1 = 0 / 1 = 0.
+  # User 1 (target 8 at rank 4): AP@4 = P@4 / 1 = 1/4; AP@2 = AP@1 = 0.
+  # User 2 (target 7 at rank 1): AP@K = 1 for every K.
+  got = metrics.ranking_metrics(RANKED, TARGETS, ks=(1, 2, 4))
+  assert got["MAP@4"] == pytest.approx((0.5 + 0.25 + 1.0) / 3)
+  assert got["MAP@2"] == pytest.approx((0.25 + 0.0 + 1.0) / 3)
+  assert got["MAP@1"] == pytest.approx(1 / 3)
+
+
+def test_head_fraction_moves_items_from_head_to_tail():
+  # 10 items; at head_fraction 0.1 the head is ceil(0.1 * 10) = 1 item: {3}.
+  counts = np.array([0, 1, 2, 9, 1, 1, 1, 8, 1, 1, 1])
+  ranked = np.array([[3, 1], [2, 7]])
+  targets = np.array([[3, 0],     # head at 0.1 and 0.2: hit@1
+                      [7, 0]])    # head at 0.2, tail at 0.1: hit@2
+  at_20 = metrics.beyond_accuracy_metrics(ranked, targets, counts, ks=(1, 2))
+  at_10 = metrics.beyond_accuracy_metrics(ranked, targets, counts, ks=(1, 2),
+                                          head_fraction=0.1)
+  assert (at_20["head_num_users"], at_20["tail_num_users"]) == (2, 0)
+  assert (at_10["head_num_users"], at_10["tail_num_users"]) == (1, 1)
+  assert at_10["tail_HR@1"] == 0.0 and at_10["tail_HR@2"] == 1.0
+  assert at_10["head_fraction"] == 0.1
