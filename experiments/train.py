@@ -63,6 +63,11 @@ flags.DEFINE_bool("last_cut", False,
                   "One example per user cut at its last training event: with models "
                   "that train on every history position (sasrec's all_positions), "
                   "every training event is a target each epoch.")
+flags.DEFINE_float("train_fraction", 1.0,
+                   "Train on this uniform share of the training events, the same "
+                   "events for every model and seed (SSL-CFM's Table 3: 0.1); "
+                   "evaluation uses the full valid/test splits.",
+                   lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_bool("train_on_valid", False,
                   "Fold the validation targets into training (BERT4Rec's final "
                   "fit, which the CLRec paper's Table 8 follows): choose epochs "
@@ -174,7 +179,8 @@ def main(argv):
       optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
       train_on_valid=FLAGS.train_on_valid,
       validation_protocol=FLAGS.validation_protocol,
-      allow_flag_changes=FLAGS.allow_flag_changes)
+      allow_flag_changes=FLAGS.allow_flag_changes,
+      train_fraction=FLAGS.train_fraction)
   # After run.json: a refused rerun leaves the run's flags.txt untouched.
   with open(os.path.join(FLAGS.model_dir, "flags.txt"), "w") as f:
     f.write(FLAGS.flags_into_string())

@@ -93,6 +93,7 @@ class ProcessedDataset:
     # drawn from these so every model of a dataset meets the same candidates.
     self.split_item_count = self.item_count
     self.validation_in_train = False
+    self.train_fraction = 1.0
     self._vocabs = {}
     self._train_sequences = None
     self._train_items = None
@@ -349,6 +350,52 @@ class ProcessedDataset:
     folded.split_item_count = self.split_item_count
     folded.validation_in_train = True
     return folded
+
+  def with_train_fraction(self, fraction, seed=0):
+    """A view that keeps a uniform down-sample of the training events.
+
+    SSL-CFM (Yao et al., CIKM'21), Table 3: models trained on 10% of the
+    training data and evaluated on the full test set. Exactly
+    round(fraction * E) of the E training events are kept, drawn uniformly
+    without replacement by `numpy.random.default_rng(seed)` (the same events
+    for every model and run seed, so the comparison is on the same data);
+    each user's kept events stay in their order, users left with none have no
+    training row. `item_count` counts the kept events; `split_item_count`
+    stays the preprocessed counts; valid and test records (their histories
+    included) are unchanged.
+
+    Args:
+      fraction: in (0, 1]; 1 returns this dataset.
+      seed: the seed of the draw (not the run seed).
+
+    Returns:
+      a new `ProcessedDataset` (this one is not modified) with
+      `train_fraction = fraction`.
+    """
+    fraction = float(fraction)
+    if not 0.0 < fraction <= 1.0:
+      raise ValueError("train_fraction must be in (0, 1], got %r" % (fraction,))
+    if fraction == 1.0:
+      return self
+    seqs = self.train_sequences()
+    num_events = seqs.items.size
+    keep = np.zeros(num_events, bool)                              # [E]
+    chosen = np.random.default_rng(seed).choice(
+        num_events, size=int(round(fraction * num_events)), replace=False)
+    keep[chosen] = True
+    row_of_event = np.repeat(np.arange(seqs.users.size), np.diff(seqs.offsets))
+    kept_per_row = np.bincount(row_of_event[keep], minlength=seqs.users.size)
+    rows = kept_per_row > 0
+    offsets = np.concatenate([[0], np.cumsum(kept_per_row[rows])]).astype(np.int64)
+    sampled = copy.copy(self)
+    sampled._train_sequences = TrainSequences(
+        seqs.users[rows], offsets, seqs.items[keep], seqs.timestamps[keep],
+        seqs.sessions[keep])
+    sampled._train_items = None
+    sampled.item_count = np.bincount(
+        seqs.items[keep], minlength=self.num_items + 1).astype(np.int64)
+    sampled.train_fraction = fraction * self.train_fraction
+    return sampled
 
   @staticmethod
   def _read_eval_csr(path):

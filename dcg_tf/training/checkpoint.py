@@ -94,12 +94,13 @@ def write_run_info(model_dir, info, allow_trainer_changes=False):
                                                     previous.get(key), info.get(key)))
     # Training data: resuming with or without the validation events folded in
     # would change the data under a half-trained model.
-    before = bool(previous.get("trainer", {}).get("train_on_valid", False))
-    now = bool(info.get("trainer", {}).get("train_on_valid", False))
-    if before != now:
-      raise InputError(
-          "%s already holds a run with train_on_valid=%s (now %s). Use a new "
-          "--model_dir or delete the old one." % (model_dir, before, now))
+    for key, default in (("train_on_valid", False), ("train_fraction", 1.0)):
+      before = previous.get("trainer", {}).get(key, default)
+      now = info.get("trainer", {}).get(key, default)
+      if before != now:
+        raise InputError(
+            "%s already holds a run with %s=%s (now %s). Use a new "
+            "--model_dir or delete the old one." % (model_dir, key, before, now))
     changed = trainer_changes(previous.get("trainer", {}), info.get("trainer", {}))
     history = list(previous.get("trainer_changes", []))
     if changed and not allow_trainer_changes:
@@ -185,6 +186,7 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
         % (data.directory, data.fingerprint[:12], model_dir, info["dataset_fingerprint"][:12]))
   if info.get("trainer", {}).get("train_on_valid"):
     data = data.with_validation_in_train()
+  data = data.with_train_fraction(info.get("trainer", {}).get("train_fraction", 1.0))
   # Only the paper this model comes from is imported (runs written before
   # run.json recorded it import every config module).
   if info.get("experiment_module"):

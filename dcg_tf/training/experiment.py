@@ -64,7 +64,8 @@ def validation_fn(data, protocol, max_len):
 
 def build_trainer(experiment, data, model_dir, params=None, config=None,
                   optimizer="lazy_adam", learning_rate=1e-3, train_on_valid=False,
-                  validation_protocol="popular100", allow_flag_changes=False):
+                  validation_protocol="popular100", allow_flag_changes=False,
+                  train_fraction=1.0):
   """Writes `model_dir/run.json` and returns a `Trainer` for the experiment.
 
   Args:
@@ -84,6 +85,8 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
       the validation split after every `validate_every`-th epoch.
     allow_flag_changes: resume a run whose run.json records other trainer
       settings (the change is recorded; `checkpoint.write_run_info`).
+    train_fraction: train on this uniform share of the training events
+      (`ProcessedDataset.with_train_fraction`, SSL-CFM's Table 3); 1 = all.
 
   Returns:
     The `Trainer`; `trainer.model` is the model, `trainer.train()` trains.
@@ -101,6 +104,7 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
                        "validation targets, so validate_every (--validate_every) "
                        "cannot score on them; set it to 0")
     data = data.with_validation_in_train()
+  data = data.with_train_fraction(train_fraction)
   configs.import_all()
   try:
     defaults = registry.get_experiment(experiment).defaults
@@ -121,6 +125,7 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
                   "seed": config.seed, "all_prefixes": config.all_prefixes,
                   "last_cut": config.last_cut, "optimizer": optimizer,
                   "train_on_valid": bool(train_on_valid),
+                  "train_fraction": float(train_fraction),
                   "validate_every": config.validate_every,
                   "validation_protocol": validation_protocol,
                   "best_metric": config.best_metric,

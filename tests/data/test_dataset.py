@@ -172,3 +172,56 @@ def test_validation_in_train_adds_a_row_for_a_user_without_training_events(tmp_p
       counts - data.item_count,
       np.bincount(np.concatenate([first["item"][:-1]] + [
           s["item"][[-2]] for s in truth["sequences"][1:]]), minlength=NUM_ITEMS + 1))
+
+
+def _events(seqs):
+  """[(user, item, timestamp)] of every training event, in CSR order."""
+  users = np.repeat(seqs.users, np.diff(seqs.offsets))
+  return list(zip(users.tolist(), seqs.items.tolist(), seqs.timestamps.tolist()))
+
+
+def test_train_fraction_keeps_a_uniform_ordered_subset(tiny_dir, truth):
+  """SSL-CFM Table 3: a fixed uniform share of the training events."""
+  data = ProcessedDataset.load(tiny_dir)
+  full = _events(data.train_sequences())
+  num_events = len(full)
+  half = data.with_train_fraction(0.5, seed=1)
+  kept = _events(half.train_sequences())
+  assert len(kept) == round(0.5 * num_events)
+  # Each user's kept events are a subsequence of the user's events, in order
+  # (timestamps within a user strictly follow the generator's order).
+  positions = [full.index(event) for event in kept]
+  assert positions == sorted(positions)
+  # Counts and rows follow the kept events; users left with none have no row.
+  items = np.array([item for _, item, _ in kept])
+  np.testing.assert_array_equal(half.item_count,
+                                np.bincount(items, minlength=NUM_ITEMS + 1))
+  assert half.train_sequences().users.tolist() == sorted({u for u, _, _ in kept})
+  np.testing.assert_array_equal(half.split_item_count, data.item_count)
+  assert half.train_fraction == 0.5 and data.train_fraction == 1.0
+  # The same seed keeps the same events; the original view is untouched.
+  assert _events(data.with_train_fraction(0.5, seed=1).train_sequences()) == kept
+  assert len(_events(data.train_sequences())) == num_events
+  assert data.with_train_fraction(1.0) is data
+  with pytest.raises(ValueError, match="train_fraction"):
+    data.with_train_fraction(0.0)
+
+
+def test_train_fraction_draws_each_event_with_equal_probability(tiny_dir):
+  # Over 400 seeds each event is kept with probability 0.25 (binomial: mean
+  # 100, sd sqrt(400 * 0.25 * 0.75) = 8.7); chi-square over the events against
+  # the critical value at p = 0.001 for E - 1 degrees of freedom.
+  data = ProcessedDataset.load(tiny_dir)
+  full = _events(data.train_sequences())
+  index = {event: k for k, event in enumerate(full)}
+  hits = np.zeros(len(full))
+  for seed in range(400):
+    for event in _events(data.with_train_fraction(0.25, seed=seed).train_sequences()):
+      hits[index[event]] += 1
+  expected = 400 * round(0.25 * len(full)) / len(full)
+  chi2 = ((hits - expected) ** 2 / expected).sum()
+  dof = len(full) - 1
+  # Normal approximation of chi-square (mean dof, sd sqrt(2 dof)), z = 3.09
+  # for p = 0.001, plus 3 for its right skew.
+  critical = dof + 3.09 * np.sqrt(2 * dof) + 3.0
+  assert chi2 < critical, (chi2, critical)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.data.fixtures import write_tiny_dataset
@@ -109,6 +110,28 @@ def test_train_on_valid_trains_on_the_validation_events_too(data_dir, tmp_path):
   with pytest.raises(ValueError, match="evaluate on test"):
     evaluator.evaluate_model(model, data, split="valid")
   assert evaluator.evaluate_model(model, data, split="test", progress=False)["num_users"] == 12
+
+
+def test_train_fraction_trains_on_the_down_sample_and_reloads_it(data_dir, tmp_path):
+  from dcg_tf.data.dataset import ProcessedDataset  # pylint: disable=g-import-not-at-top
+  from dcg_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  common = ["--model=two_tower", "--data_dir=" + data_dir, "--batch_size=1",
+            "--max_len=6", "--embedding_dim=8", "--all_prefixes", "--epochs=1",
+            "--progress=false"]
+  model_dir = str(tmp_path / "tenth")
+  run = _train(*common, "--model_dir=" + model_dir, "--train_fraction=0.5")
+  assert run.returncode == 0, run.stderr[-3000:]
+  # Batch 1, every prefix: one step per (history, target) pair of the kept
+  # events (dataset.with_train_fraction is tested in tests/data).
+  half = ProcessedDataset.load(data_dir).with_train_fraction(0.5)
+  lengths = np.diff(half.train_sequences().offsets)
+  assert "done: step %d," % int(np.maximum(lengths - 1, 0).sum()) in run.stdout
+  with open(os.path.join(model_dir, "run.json")) as f:
+    assert json.load(f)["trainer"]["train_fraction"] == 0.5
+  resumed = _train(*common, "--model_dir=" + model_dir, "--epochs=2")
+  assert resumed.returncode != 0 and "train_fraction=0.5" in resumed.stderr
+  _, data = checkpoint.load_trained_model(model_dir)
+  np.testing.assert_array_equal(data.item_count, half.item_count)
 
 
 def test_rerun_with_other_training_flags_is_refused_unless_allowed(data_dir, tmp_path):
