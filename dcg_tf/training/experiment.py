@@ -75,7 +75,9 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
     model_dir: the run's folder (checkpoints, logs, run.json). A folder that
       already holds this run resumes it when `train()` is called.
     params: parameter overrides (`--param` of the binary); unknown keys are an
-      error. `max_len` defaults to `config.max_len`, so towers and data agree.
+      error. `max_len` and `seed` default to `config.max_len` and
+      `config.seed`, so towers and data agree and a run's seed reaches the
+      model's own random draws.
     config: a `dcg_tf.training.trainer.TrainerConfig` (default: its defaults).
     optimizer: a name for `dcg_tf.optimizers.get_optimizer`.
     learning_rate: the optimizer's learning rate.
@@ -108,7 +110,11 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
   configs.import_all()
   try:
     defaults = registry.get_experiment(experiment).defaults
-    overrides = {"max_len": config.max_len} if "max_len" in defaults else {}
+    # Parameters the trainer also sets default to the trainer's value, so that
+    # --seed varies the model's own draws (sampled negatives, augmentations)
+    # too; an explicit --param still wins.
+    overrides = {key: getattr(config, key) for key in ("max_len", "seed")
+                 if key in defaults}
     overrides.update(params or {})
     params = registry.resolve_params(experiment, overrides)
   except KeyError as e:

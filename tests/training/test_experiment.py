@@ -90,3 +90,18 @@ def test_bad_experiment_and_parameter_are_input_errors(data, tmp_path):
     build_trainer("two_tower", data, str(tmp_path / "b"), params={"colour": 1},
                   config=_config())
   assert not os.path.exists(str(tmp_path / "a"))   # nothing written when refused
+
+
+def test_run_seed_reaches_the_models_own_draws_unless_overridden(data, tmp_path):
+  # sampled_softmax draws its negatives with params["seed"]: with --seed=3 and
+  # no --param=seed, the recorded params hold 3; an explicit param wins.
+  config = _config()
+  config.seed = 3
+  trainer = build_trainer("sampled_softmax", data, str(tmp_path / "a"), config=config)
+  with open(os.path.join(str(tmp_path / "a"), "run.json")) as f:
+    assert json.load(f)["params"]["seed"] == 3
+  assert trainer.model is not None
+  build_trainer("sampled_softmax", data, str(tmp_path / "b"), params={"seed": 7},
+                config=config)
+  with open(os.path.join(str(tmp_path / "b"), "run.json")) as f:
+    assert json.load(f)["params"]["seed"] == 7
