@@ -11,6 +11,7 @@ import numpy as np
 
 from dcg_tf.layers.embeddings.item_embedding import ItemEmbedding
 from dcg_tf.towers.item_tower import ItemTower
+from dcg_tf.towers.last_item_user_tower import LastItemUserTower
 from dcg_tf.towers.mean_pooling_user_tower import MeanPoolingUserTower
 from dcg_tf.models.registry import register_experiment
 from dcg_tf.models.two_tower import TwoTowerModel
@@ -19,7 +20,7 @@ from dcg_tf.towers.self_attention_user_tower import SelfAttentionUserTower
 COMMON_DEFAULTS = {
     "embedding_dim": 64,
     "max_len": 50,
-    "user_encoder": "mean",      # mean | sasrec | clrec
+    "user_encoder": "mean",      # mean | sasrec | last_item | clrec
     "item_combine": "concat",    # concat (+ projection) | sum | id_plus_concat
     "item_features": "all",      # "all", "none", or a comma list of feature names
     "hidden_units": [],
@@ -38,7 +39,9 @@ COMMON_HELP = {
     "embedding_dim": "size D of the user and item embeddings",
     "max_len": "history length: the most recent items kept (also --max_len)",
     "user_encoder": "user tower: mean (YouTube DNN pooling) | sasrec "
-                    "(self-attention) | clrec (CLRec B.1.2 attention)",
+                    "(self-attention) | last_item (the last history item's "
+                    "features: SSL-CFM's item-to-item query) | clrec (CLRec "
+                    "B.1.2 attention)",
     "item_combine": "how an item's id and feature embeddings combine: concat "
                     "(+ projection) | sum | id_plus_concat",
     "item_features": "catalog features the item embedding uses: all, none, "
@@ -113,12 +116,17 @@ def build_user_tower(params, data, item_embedding, name="user_tower"):
                                   dropout=params["dropout"],
                                   output_dim=params["embedding_dim"],
                                   l2_normalize=params["l2_normalize"], name=name)
+  if encoder == "last_item":
+    return LastItemUserTower(item_embedding, hidden_units=list(params["hidden_units"]),
+                             output_dim=params["embedding_dim"],
+                             l2_normalize=params["l2_normalize"], name=name)
   if encoder == "clrec":
     from dcg_tf.towers.clrec_user_tower import CLRecUserTower  # pylint: disable=g-import-not-at-top
     return CLRecUserTower(item_embedding, max_len=params["max_len"],
                           num_heads=params["num_attention_heads"],
                           num_time_buckets=params["num_time_buckets"], name=name)
-  raise ValueError("unknown user_encoder %r (mean | sasrec | clrec)" % encoder)
+  raise ValueError("unknown user_encoder %r (mean | sasrec | last_item | clrec)"
+                   % encoder)
 
 
 def build_towers(params, data):

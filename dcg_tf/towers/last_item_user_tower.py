@@ -1,0 +1,81 @@
+"""Query tower of an item-to-item task: the features of the user's last item."""
+
+import tensorflow as tf
+
+from dcg_tf._keras import keras
+from dcg_tf.layers.nested_config import NestedLayerConfig
+from dcg_tf.layers.projection_head import ProjectionHead
+
+
+@keras.utils.register_keras_serializable(package="dcg_tf")
+class LastItemUserTower(NestedLayerConfig, keras.layers.Layer):
+  """Encodes the most recent history item (id and features), then an MLP.
+
+  SSL-CFM (Yao et al., CIKM'21), section 4.1: on Wikipedia and AAI the query
+  is an item ("the seed item", its features) and the target the item that
+  followed it, so the query tower sees one item, not a history:
+  `f(x) = normalize(W_out MLP(e(y_last)))` with `e` the item embedding shared
+  with the item tower (every table) and an MLP of its own. In a next-item
+  dataset the last history event is the previous item: positions are
+  left-aligned (`dcg_tf.data.pipeline`), so it sits at `sum(history_mask) - 1`.
+  A user with an empty history gets item 0, whose embedding is zeros.
+
+  Args:
+    item_embedding: the `ItemEmbedding` shared with the item tower.
+    output_dim: dimension of the final linear projection; None for none.
+    hidden_units: hidden layer sizes (ReLU by default) before the projection.
+    activation: activation of the hidden layers.
+    l2_normalize: l2-normalise the output (cosine similarity downstream).
+    dropout: dropout rate after each hidden layer (training only).
+
+  Call:
+    batch: dict with `history` int64 [B, L] and `history_mask` bool [B, L]
+      (other keys are ignored) -> float32 [B, D].
+
+  Example:
+    >>> tower = LastItemUserTower(ItemEmbedding(num_items=100, dim=32),
+    ...                           output_dim=32, hidden_units=[64])
+    >>> tower({"history": h, "history_mask": h > 0})   # [B, 32]
+  """
+
+  NESTED_LAYERS = ("item_embedding",)
+
+  def __init__(self, item_embedding, output_dim=None, hidden_units=(),
+               activation="relu", l2_normalize=False, dropout=0.0, **kwargs):
+    super().__init__(**kwargs)
+    self.item_embedding = item_embedding
+    self.output_dim = None if output_dim is None else int(output_dim)
+    self.hidden_units = [int(u) for u in hidden_units]
+    self.activation = activation
+    self.l2_normalize = bool(l2_normalize)
+    self.dropout = float(dropout)
+    self.head = ProjectionHead(self.hidden_units, self.output_dim, activation,
+                               self.dropout, self.l2_normalize, name="head")
+
+  @property
+  def embedding_dim(self):
+    return self.head.output_dim_for(self.item_embedding.dim)
+
+  @property
+  def normalized(self):
+    return self.l2_normalize
+
+  @staticmethod
+  def last_item(batch):
+    """int64 [B]: the most recent history item (0 for an empty history)."""
+    history = tf.cast(batch["history"], tf.int64)                    # [B, L]
+    length = tf.reduce_sum(tf.cast(batch["history_mask"], tf.int32), 1)  # [B]
+    last = tf.gather(history, tf.maximum(length - 1, 0), batch_dims=1)   # [B]
+    return tf.where(length > 0, last, tf.zeros_like(last))
+
+  def call(self, batch, training=False):
+    x = self.item_embedding(self.last_item(batch))   # [B, D_item]
+    return self.head(x, training=training)           # [B, D]
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(self.nested_layer_config(),
+                  output_dim=self.output_dim, hidden_units=list(self.hidden_units),
+                  activation=self.activation, l2_normalize=self.l2_normalize,
+                  dropout=self.dropout)
+    return config
