@@ -41,7 +41,7 @@ ITEM_CL_DEFAULTS = dict(
     item_cl_positives=1,            # positives per anchor of sem/sess
     item_cl_feature_dropout="element",   # element | field | value (section 3.3)
     item_cl_mask_ratio=0.5,         # section 4.1
-    item_cl_sem_source="title",     # title | taxonomy
+    item_cl_sem_source="auto",      # auto | title | taxonomy
     item_cl_title_feature="auto",   # auto: title_token, else text_token
     item_cl_title_embeddings="",    # a .npy [N, D] instead of TF-IDF
     item_cl_title_k=10,             # top-k title neighbours (Faiss)
@@ -69,7 +69,8 @@ ITEM_CL_HELP = dict(
                             "features)",
     item_cl_mask_ratio="drop probability of the fea augmentation",
     item_cl_sem_source="sem positives: title (top-k title neighbours) | "
-                       "taxonomy (items sharing a category, genre, tag, ...)",
+                       "taxonomy (items sharing a category, genre, tag, ...) | "
+                       "auto (title when the data has titles, else taxonomy)",
     item_cl_title_feature="catalog feature holding title tokens (auto: "
                           "title_token, else text_token)",
     item_cl_title_embeddings="path of a .npy [N, D] of title embeddings (row r = "
@@ -169,9 +170,13 @@ def build_item_contrastive(params, data, item_tower):
   relations = {}
   if "sem" in tasks:
     source = params["item_cl_sem_source"]
+    if source == "auto":
+      has_title = (params["item_cl_title_embeddings"]
+                   or any(f in data.item_features for f in TITLE_FEATURES))
+      source = "title" if has_title else "taxonomy"
     if source not in ("title", "taxonomy"):
-      raise InputError("item_cl_sem_source must be title or taxonomy, got %r"
-                       % source)
+      raise InputError("item_cl_sem_source must be auto, title or taxonomy, "
+                       "got %r" % source)
     relations["sem"] = (_title_relation(params, data) if source == "title"
                         else _taxonomy_relation(params, data))
   if "sess" in tasks:
@@ -206,7 +211,8 @@ def attach_item_contrastive(model, params, data):
 # === Experiments ===
 
 ICAN_DEFAULTS = dict(
-    two_tower.COMMON_DEFAULTS,
+    {k: v for k, v in two_tower.COMMON_DEFAULTS.items()
+     if k not in ("user_encoder", "num_attention_heads", "num_time_buckets")},
     item_combine="concat",          # section 3.6: field embeddings concatenated
     hidden_units=[128, 64],         # 3-layer MLPs 128-64-64 (the 64 output last)
     l2_normalize=True,
