@@ -56,6 +56,48 @@ class RetrievalModel(keras.Model):
     """Returns a dict of scalars with at least "loss" (the total to minimise)."""
     raise NotImplementedError
 
+  # === Plug-in auxiliary tasks ===
+
+  def add_auxiliary_task(self, task, name):
+    """Adds a plug-in task (e.g. MicRec's item contrastive tasks) to this model.
+
+    The task is training-only: it is tracked as attribute `name` (its weights,
+    such as projectors, checkpoint with the model) but never reachable from
+    the towers, so it never enters an export. It provides
+    `auxiliary_streams(data, batch_size, seed, epoch) -> {name: Dataset}` and
+    `compute_loss(model, inputs, training) -> dict` whose "loss" is added to
+    this model's (`total_loss`); its other entries are logged.
+    """
+    if hasattr(self, name):
+      raise ValueError("%s already has an attribute %r; give the auxiliary task "
+                       "another name" % (type(self).__name__, name))
+    setattr(self, name, task)
+    self._auxiliary_task_names = getattr(self, "_auxiliary_task_names", ()) + (name,)
+
+  @property
+  def auxiliary_tasks(self):
+    return [getattr(self, name)
+            for name in getattr(self, "_auxiliary_task_names", ())]
+
+  def input_streams(self, data, batch_size, seed, epoch):
+    """`auxiliary_streams` plus those of the plug-in tasks: what the trainer zips."""
+    streams = dict(self.auxiliary_streams(data, batch_size, seed, epoch))
+    for task in self.auxiliary_tasks:
+      for name, stream in task.auxiliary_streams(data, batch_size, seed,
+                                                 epoch).items():
+        if name in streams:
+          raise ValueError("two auxiliary streams are named %r" % name)
+        streams[name] = stream
+    return streams
+
+  def total_loss(self, inputs, training=False):
+    """`compute_loss` plus the plug-in tasks' losses (their sum is "loss")."""
+    outputs = self.compute_loss(inputs, training=training)
+    for task in self.auxiliary_tasks:
+      extra = dict(task.compute_loss(self, inputs, training=training))
+      outputs = dict(outputs, loss=outputs["loss"] + extra.pop("loss"), **extra)
+    return outputs
+
   def before_apply_gradients(self, grads_and_vars):
     """Hook run just before the optimizer step, given its (gradient, variable)
     pairs: e.g. a momentum encoder catches up the rows the step will change."""
@@ -106,7 +148,7 @@ class RetrievalModel(keras.Model):
 
   def train_step(self, data):
     with tf.GradientTape() as tape:
-      outputs = self.compute_loss(data, training=True)
+      outputs = self.total_loss(data, training=True)
       loss = outputs["loss"]
       if self.losses:
         loss = loss + tf.add_n(self.losses)
@@ -119,7 +161,7 @@ class RetrievalModel(keras.Model):
     return dict(outputs, loss=loss)
 
   def test_step(self, data):
-    return self.compute_loss(data, training=False)
+    return self.total_loss(data, training=False)
 
   def call(self, inputs, training=False):
     """The user embedding(s) for a batch: what retrieval queries with."""

@@ -23,7 +23,25 @@ class Experiment:
   param_help: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class AuxiliaryTask:
+  """A plug-in task any experiment can switch on by its parameters.
+
+  `attach(model, params, data)` adds it to a built model
+  (`dcg_tf.models.base.RetrievalModel.add_auxiliary_task`) when `enabled(params)`.
+  Its parameters are accepted by every experiment and appear in a run's
+  parameters only when given, so runs that do not use it are unchanged.
+  """
+  name: str
+  attach: Callable[..., Any]
+  defaults: Dict[str, Any]
+  enabled: Callable[[Dict[str, Any]], bool]
+  module: str = ""
+  param_help: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 _EXPERIMENTS: Dict[str, Experiment] = {}
+_TASKS: Dict[str, AuxiliaryTask] = {}
 
 
 def register_experiment(name, defaults=None, description="", param_help=None):
@@ -49,6 +67,51 @@ def register_experiment(name, defaults=None, description="", param_help=None):
     return builder
 
   return decorator
+
+
+def register_auxiliary_task(name, defaults, enabled, param_help=None):
+  """Decorator registering `attach(model, params, data)` as a plug-in task.
+
+  Args:
+    name: the task's name (e.g. "item_cl", MicRec's item contrastive tasks).
+    defaults: its parameters. An experiment that lists some of them among
+      its own defaults switches the task on by default (e.g. `micrec`).
+    enabled: `params -> bool`, whether the given parameters switch it on.
+    param_help: parameter name -> its meaning in one line.
+  """
+
+  def decorator(attach):
+    if name in _TASKS:
+      raise ValueError("auxiliary task %r is registered twice" % name)
+    _TASKS[name] = AuxiliaryTask(name, attach, dict(defaults), enabled,
+                                 attach.__module__, dict(param_help or {}))
+    return attach
+
+  return decorator
+
+
+def list_auxiliary_tasks():
+  """The plug-in tasks registered so far."""
+  return sorted(_TASKS)
+
+
+def get_auxiliary_task(name):
+  return _TASKS[name]
+
+
+def _task_of(key):
+  """The task that owns parameter `key`, or None."""
+  for task in _TASKS.values():
+    if key in task.defaults:
+      return task
+  return None
+
+
+def auxiliary_task_modules(params):
+  """Modules of the tasks that `params` switch on (recorded in run.json)."""
+  return sorted({task.module for task in _TASKS.values()
+                 if task.enabled(dict(task.defaults, **{
+                     k: v for k, v in params.items() if k in task.defaults}))})
 
 
 def get_experiment(name):
@@ -80,9 +143,12 @@ def resolve_params(name, overrides=None):
   experiment = get_experiment(name)
   params = dict(experiment.defaults)
   for key, value in (overrides or {}).items():
-    if key not in params:
-      raise KeyError("experiment %r has no parameter %r; it has: %s"
-                     % (name, key, ", ".join(sorted(params))))
+    if key not in params and _task_of(key) is None:
+      raise KeyError("experiment %r has no parameter %r; it has: %s (and the "
+                     "plug-in tasks' parameters: %s)"
+                     % (name, key, ", ".join(sorted(params)),
+                        ", ".join(sorted(k for t in _TASKS.values()
+                                         for k in t.defaults)) or "none"))
     params[key] = value
   return params
 
@@ -98,10 +164,25 @@ def split_known_params(name, params):
   """
   defaults = get_experiment(name).defaults
   known = dict(defaults)
-  known.update({k: v for k, v in params.items() if k in defaults})
-  return known, sorted(set(params) - set(defaults))
+  known.update({k: v for k, v in params.items()
+                if k in defaults or _task_of(k) is not None})
+  return known, sorted(set(params) - set(known))
 
 
 def build_model(name, params, data):
-  return get_experiment(name).builder(params, data)
+  """Builds experiment `name`, then attaches the plug-in tasks `params` enable.
+
+  Parameters of a task are taken from `params` (defaults for the rest);
+  the experiment's builder sees only its own parameters.
+  """
+  experiment = get_experiment(name)
+  own = {k: v for k, v in params.items()
+         if k in experiment.defaults or _task_of(k) is None}
+  model = experiment.builder(own, data)
+  for task in _TASKS.values():
+    task_params = dict(task.defaults)
+    task_params.update({k: v for k, v in params.items() if k in task.defaults})
+    if task.enabled(task_params):
+      task.attach(model, task_params, data)
+  return model
 

@@ -47,6 +47,9 @@ class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
     l2_normalize: l2-normalise the output (cosine similarity downstream).
     ffn_dim: hidden size of the point-wise feed-forward network (default d).
     position_mode: "recency" or "order" (see above).
+    causal: position t attends to positions <= t (SASRec); False lets every
+      valid position attend to every valid position (a bidirectional
+      Transformer encoder, e.g. the ICAN user tower's).
 
   Call:
     batch: dict with `history` int64 [B, L] and `history_mask` bool [B, L],
@@ -66,7 +69,7 @@ class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
 
   def __init__(self, item_embedding, max_len, num_blocks=2, num_heads=1,
                dropout=0.2, output_dim=None, l2_normalize=False, ffn_dim=None,
-               position_mode="recency", **kwargs):
+               position_mode="recency", causal=True, **kwargs):
     super().__init__(**kwargs)
     self.item_embedding = item_embedding
     self.max_len = int(max_len)
@@ -77,6 +80,7 @@ class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
     self.l2_normalize = bool(l2_normalize)
     self.ffn_dim = None if ffn_dim is None else int(ffn_dim)
     self.position_mode = position_mode
+    self.causal = bool(causal)
     width = int(item_embedding.dim)
     if width % self.num_heads:
       raise ValueError("SelfAttentionUserTower %r: num_heads=%d must divide the "
@@ -153,8 +157,10 @@ class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
     positions = tf.gather(self.position_embedding, self._positions(mask))  # [B, L, d]
     x = (self.item_embedding(history) + positions) * maskf           # [B, L, d]
     x = self.input_dropout(x, training=training) * maskf              # [B, L, d]
-    causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)  # [L, L]
-    attention_mask = tf.logical_and(causal[None], mask[:, None, :])  # [B, L(query), L(key)]
+    allowed = tf.ones([length, length], tf.bool)                      # [L, L]
+    if self.causal:
+      allowed = tf.linalg.band_part(allowed, -1, 0)                   # [L, L]
+    attention_mask = tf.logical_and(allowed[None], mask[:, None, :])  # [B, L(query), L(key)]
     for i in range(self.num_blocks):
       h = self.attention_norms[i](x)                                  # [B, L, d]
       h = self.attentions[i](h, h, attention_mask=attention_mask,
@@ -176,5 +182,6 @@ class SelfAttentionUserTower(NestedLayerConfig, keras.layers.Layer):
                   max_len=self.max_len, num_blocks=self.num_blocks,
                   num_heads=self.num_heads, dropout=self.dropout,
                   output_dim=self.output_dim, l2_normalize=self.l2_normalize,
-                  ffn_dim=self.ffn_dim, position_mode=self.position_mode)
+                  ffn_dim=self.ffn_dim, position_mode=self.position_mode,
+                  causal=self.causal)
     return config

@@ -191,6 +191,8 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
   # run.json recorded it import every config module).
   if info.get("experiment_module"):
     importlib.import_module(info["experiment_module"])
+    for module in info.get("auxiliary_task_modules", []):
+      importlib.import_module(module)
   else:
     configs.import_all()
   params, removed = registry.split_known_params(info["experiment"], info["params"])
@@ -202,7 +204,7 @@ def load_trained_model(model_dir, data_dir=None, checkpoint="latest"):
   from dcg_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(iter(pipeline.eval_dataset(data, "test", batch_size=2,
                                           max_len=info["trainer"]["max_len"])))
-  model.compute_loss(_as_train_batch(batch, model, data), training=False)
+  model.total_loss(_as_train_batch(batch, model, data), training=False)
   path = checkpoint_path(model_dir, checkpoint)
   try:
     verify_checkpoint(path)
@@ -224,7 +226,7 @@ def _as_train_batch(eval_batch, model, data):
   batch = dict(eval_batch)
   batch["target"] = eval_batch["targets"][:, 0]
   rows = int(batch["target"].shape[0])
-  streams = model.auxiliary_streams(data, batch_size=rows, seed=0, epoch=0)
+  streams = model.input_streams(data, batch_size=rows, seed=0, epoch=0)
   if streams:
     batch["aux"] = {name: next(iter(stream)) for name, stream in streams.items()}
   return batch

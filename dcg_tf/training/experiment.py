@@ -122,7 +122,7 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
   validate_fn = None
   if config.validate_every:
     validate_fn = validation_fn(data, validation_protocol, config.max_len)
-  checkpoint.write_run_info(model_dir, {
+  info = {
       "experiment": experiment,
       "experiment_module": registry.get_experiment(experiment).module,
       "params": params,
@@ -139,7 +139,12 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
       "data_dir": os.path.abspath(data.directory),
       "dataset_fingerprint": data.fingerprint,
       "dcg_tf_version": dcg_tf.__version__,
-  }, allow_trainer_changes=allow_flag_changes)
+  }
+  task_modules = registry.auxiliary_task_modules(params)
+  if task_modules:   # plug-in tasks to import when the run is restored
+    info["auxiliary_task_modules"] = task_modules
+  checkpoint.write_run_info(model_dir, info,
+                            allow_trainer_changes=allow_flag_changes)
   model = registry.build_model(experiment, params, data)
   return trainer_lib.Trainer(model, optimizers.get_optimizer(optimizer, learning_rate),
                              data, model_dir, config, validate_fn=validate_fn)

@@ -92,8 +92,9 @@ def training_dataset(model, data, config, epoch):
   """The training batches of `epoch`: main batches plus the model's streams.
 
   Args:
-    model: a `RetrievalModel`; its `auxiliary_streams(data, batch_size, seed,
-      epoch)` are zipped in.
+    model: a `RetrievalModel`; its `input_streams(data, batch_size, seed,
+      epoch)` (`auxiliary_streams` and those of its plug-in tasks) are
+      zipped in.
     data: a `ProcessedDataset`.
     config: a `TrainerConfig` (batch size, history length, seed, cuts).
     epoch: the epoch index; the batches are a pure function of it and the seed.
@@ -110,8 +111,8 @@ def training_dataset(model, data, config, epoch):
                               max_len=config.max_len, seed=config.seed,
                               epoch=epoch, all_prefixes=config.all_prefixes,
                               last_cut=config.last_cut)
-  streams = dict(model.auxiliary_streams(data, batch_size=config.batch_size,
-                                         seed=config.seed, epoch=epoch))
+  streams = dict(model.input_streams(data, batch_size=config.batch_size,
+                                     seed=config.seed, epoch=epoch))
   if not streams:
     return ds
   needed = steps_per_epoch(data, config)
@@ -247,7 +248,7 @@ class Trainer:
   def _build(self, batch):
     """Creates every variable (model and optimizer slots) before a restore."""
     if not self.model.built:
-      self.model.compute_loss(batch, training=False)
+      self.model.total_loss(batch, training=False)
       self.model.built = True
     self.optimizer.build(self.model.trainable_variables)
 
