@@ -22,6 +22,24 @@ The page `--output` is rebuilt from every JSON under `--results_dir` (also
 alone with `--render_only`): per dataset, one row per model with mean +- std
 over seeds, and the published full-ranking figures of
 `--published` (a JSON file naming its sources) beside them.
+
+The same command builds a paper's comparison tables: a "model" is the name of
+a flagfile in `--configs` (so `ssl_cfm_alpha1` can be `--model=ssl_cfm
+--param=ssl_weight=1`), `--ks`, `--columns` and `--eval_flag` choose what is
+scored and shown, `--title` heads the page, and `--compare_to` adds Welch
+t-tests of every model against reference models on `--test_columns`:
+
+  python -m experiments.leaderboard --title="SSL-CFM, Table 2" \
+      --datasets=ml_small=DATA/ml --models=ssl_baseline,ssl_rfm,ssl_cfm \
+      --seeds=0,1,2,3,4 --configs=experiments/configs/ssl_cfm \
+      --results_dir=docs/results/ssl_cfm/table2 --published= \
+      --ks=10,50 --columns=Recall@10,Recall@50,MAP@10,MAP@50 \
+      --compare_to=ssl_baseline,ssl_rfm --test_columns=Recall@50 \
+      --output=docs/results/ssl_cfm/table2.md
+
+Every record also keeps the best epoch's validation metrics (`valid`), so a
+hyper-parameter is chosen from the `valid_` columns (`--columns=valid_NDCG@10`)
+without a look at test.
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
@@ -60,9 +78,24 @@ flags.DEFINE_bool("render_only", False, "Only rebuild --output from --results_di
 flags.DEFINE_multi_string("extra_flag", [],
                           "Appended to every training command (e.g. --steps=5 "
                           "for a smoke run).")
+flags.DEFINE_multi_string("eval_flag", [],
+                          "Appended to every test evaluation (e.g. "
+                          "--head_fraction=0.1).")
+flags.DEFINE_string("title", "Leaderboard: full ranking, leave-one-out",
+                    "The page's heading.")
+flags.DEFINE_list("ks", ["10", "20", "50", "200"], "Cut-offs scored on test.")
+flags.DEFINE_list("columns", ["HR@10", "HR@20", "NDCG@10", "NDCG@20", "HR@50",
+                              "HR@200", "coverage@50"],
+                  "Metric columns of the page (any key of the evaluation "
+                  "JSON at --ks; valid_<metric> for the validation figure).")
+flags.DEFINE_list("compare_to", [],
+                  "Reference models: Welch t-test of every other model "
+                  "against each, on --test_columns.")
+flags.DEFINE_list("test_columns", [], "Columns of the --compare_to t-tests "
+                  "(default: the first of --columns).")
 
-# What the board reports (full ranking): the published papers' cut-offs and
-# the depths candidate generation serves.
+# What the board reports by default (full ranking): the published papers'
+# cut-offs and the depths candidate generation serves.
 KS = (10, 20, 50, 200)
 # Scored in-process without training (dcg_tf.evaluation.nonneural).
 NONNEURAL = ("most_popular", "transition")
@@ -125,24 +158,30 @@ class _Clock:
     return total
 
 
-def score_baseline(dataset, data_dir, model, seed):
+def _metrics_at(metrics, ks):
+  """The metrics of an evaluation JSON at cut-offs `ks` (e.g. HR@10, tail_HR@10)."""
+  return {k: v for k, v in metrics.items()
+          if "@" in k and k.split("@")[-1].isdigit() and int(k.split("@")[-1]) in ks
+          and isinstance(v, (int, float))}
+
+
+def score_baseline(dataset, data_dir, model, seed, ks=KS):
   """A non-neural baseline (no training, no seed dependence) scored on test."""
   from dcg_tf.data.dataset import ProcessedDataset  # pylint: disable=g-import-not-at-top
   from dcg_tf.evaluation import nonneural  # pylint: disable=g-import-not-at-top
   start = time.time()
   data = ProcessedDataset.load(data_dir)
-  metrics = nonneural.evaluate_baseline(model, data, "test", ks=KS)
+  metrics = nonneural.evaluate_baseline(model, data, "test", ks=ks)
   return {"dataset": dataset, "model": model, "seed": seed,
-          "metrics": {k: v for k, v in metrics.items()
-                      if k.split("@")[0] in ("HR", "NDCG", "coverage")
-                      and k.split("@")[-1].isdigit()},
+          "metrics": _metrics_at(metrics, ks),
           "num_users": metrics["num_users"], "epochs": 0, "best_epoch": 0,
           "train_seconds": 0.0, "eval_seconds": round(time.time() - start, 1),
           "config": None, "dataset_fingerprint": data.fingerprint,
           "commit": _commit()}
 
 
-def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flags):
+def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flags,
+                    ks=KS, eval_flags=()):
   """One run: train with validation, score the best epoch on test; a dict."""
   model_dir = os.path.join(work_dir, dataset, model, "seed%d" % seed)
   train_seconds = _run(
@@ -155,7 +194,7 @@ def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flag
   eval_seconds = _run(
       ["experiments.evaluate", "--model_dir=" + model_dir, "--protocol=full",
        "--split=test", "--checkpoint=best", "--output=" + eval_path,
-       "--ks=" + ",".join(str(k) for k in KS)],
+       "--ks=" + ",".join(str(k) for k in ks)] + list(eval_flags),
       "evaluating %s on %s (seed %d)" % (model, dataset, seed))
   with open(eval_path) as f:
     metrics = json.load(f)
@@ -166,14 +205,15 @@ def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flag
   best = [r for r in validation if r.get("best")][-1]
   return {
       "dataset": dataset, "model": model, "seed": seed,
-      "metrics": {k: v for k, v in metrics.items()
-                  if k.split("@")[0] in ("HR", "NDCG", "coverage")
-                  and k.split("@")[-1].isdigit()},
+      "metrics": _metrics_at(metrics, ks),
+      "valid": {k: v for k, v in best.items()
+                if "@" in k and isinstance(v, (int, float))},
       "num_users": metrics["num_users"],
       "epochs": run_info["trainer"]["epochs"], "best_epoch": best["epoch"],
       "train_seconds": round(train_seconds, 1),
       "eval_seconds": round(eval_seconds, 1),
       "config": os.path.relpath(config, REPO), "extra_flags": list(extra_flags),
+      "eval_flags": list(eval_flags),
       "params": run_info["params"], "trainer": run_info["trainer"],
       "dataset_fingerprint": run_info["dataset_fingerprint"],
       "commit": _commit(),
@@ -206,44 +246,56 @@ def load_records(results_dir):
 
 
 COLUMNS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "HR@50", "HR@200", "coverage@50")
+# Flags that shape a table; the page's command repeats those not at default.
+_TABLE_FLAGS = ("configs", "results_dir", "output", "published", "title", "ks",
+                "columns", "compare_to", "test_columns", "eval_flag", "extra_flag")
 
 
-def reproduce_command(records):
+def reproduce_command(records, options=""):
   """The command that (re)runs every record's (dataset, model, seed)."""
   datasets = sorted({r["dataset"] for r in records})
   models = sorted({r["model"] for r in records})
   seeds = sorted({r["seed"] for r in records})
-  return ("python -m experiments.leaderboard --datasets=%s --models=%s --seeds=%s"
+  return ("python -m experiments.leaderboard --datasets=%s --models=%s --seeds=%s%s"
           % (",".join("%s=DATA/%s" % (d, d) for d in datasets), ",".join(models),
-             ",".join(str(s) for s in seeds)))
+             ",".join(str(s) for s in seeds), options))
 
 
-def render(records, published, command=""):
+def _value(record, column):
+  """A record's figure for `column` (valid_<metric>: the validation figure)."""
+  if column.startswith("valid_"):
+    return record.get("valid", {}).get(column[len("valid_"):])
+  return record["metrics"].get(column)
+
+
+def render(records, published, command="", title=FLAGS["title"].default,
+           columns=COLUMNS, results_dir="docs/results/leaderboard",
+           compare_to=(), test_columns=()):
   """The Markdown page: per dataset, models x metrics (mean ± std (seeds))."""
   groups = comparison.group_records(records)
   datasets = sorted({d for d, _ in groups})
-  lines = ["# Leaderboard: full ranking, leave-one-out", "",
+  lines = ["# %s" % title, "",
            "Generated by `experiments/leaderboard.py` from the run records in "
-           "`docs/results/leaderboard/` (do not edit by hand). Every item is "
+           "`%s/` (do not edit by hand). Every item is "
            "ranked; the user's earlier items are excluded, the test item kept. "
            "Each cell is mean ± standard deviation over seeds (number of seeds "
            "in brackets); the epoch of each run is the one with the best "
-           "validation NDCG@10.", ""]
+           "validation NDCG@10." % results_dir.rstrip("/"), ""]
   if command:
     lines += ["Command (DATA/<name>: the processed datasets, docs/results.md "
               "gives their preprocessing): `%s`" % command, ""]
   for dataset in datasets:
     lines += ["## %s" % dataset, "",
-              "| model | " + " | ".join(COLUMNS) + " | epochs (best / budget) | train time |",
-              "|---|" + "---|" * (len(COLUMNS) + 2)]
+              "| model | " + " | ".join(columns) + " | epochs (best / budget) | train time |",
+              "|---|" + "---|" * (len(columns) + 2)]
     for (d, model), runs in sorted(groups.items()):
       if d != dataset:
         continue
       cells = []
-      for column in COLUMNS:
-        values = [r["metrics"][column] for r in runs if column in r["metrics"]]
+      for column in columns:
+        values = [v for v in (_value(r, column) for r in runs) if v is not None]
         cells.append(comparison.format_summary(comparison.summarize(values),
-                                               digits=0 if column.startswith("coverage")
+                                               digits=0 if "coverage" in column
                                                else 4) if values else "-")
       best = comparison.summarize([r["best_epoch"] for r in runs])
       minutes = comparison.summarize([r["train_seconds"] / 60.0 for r in runs])
@@ -252,18 +304,47 @@ def render(records, published, command=""):
       lines.append("| %s | %s | %s | %.1f min |" % (
           model, " | ".join(cells), budget, minutes["mean"]))
     for row in published.get(dataset, []):  # "_sources" is not a dataset
-      cells = ["*%.4f*" % row[c] if c in row else "" for c in COLUMNS]
+      cells = ["*%.4f*" % row[c] if c in row else "" for c in columns]
       lines.append("| *%s (published: %s)* | %s | | |" % (
           row["model"], row["source"], " | ".join(cells)))
-    lines += [""] + _against_transition(groups, dataset) + [""]
+    lines.append("")
+    if any(m == "transition" for d, m in groups if d == dataset):
+      lines += _against_transition(groups, dataset) + [""]
+    if compare_to:
+      lines += _t_tests(groups, dataset, compare_to,
+                        list(test_columns) or [columns[0]]) + [""]
   return "\n".join(lines) + "\n"
+
+
+def _t_tests(groups, dataset, references, columns):
+  """Welch t-tests of each model against each reference model, per column."""
+  lines = ["Welch t-tests (two-sided) against the reference models, over seeds:",
+           "", "| model | reference | column | difference | t | p |",
+           "|---|---|---|---|---|---|"]
+  for reference in references:
+    ref_runs = groups.get((dataset, reference))
+    if not ref_runs:
+      continue
+    for (d, model), runs in sorted(groups.items()):
+      if d != dataset or model == reference or model in NONNEURAL:
+        continue
+      for column in columns:
+        a = [v for v in (_value(r, column) for r in runs) if v is not None]
+        b = [v for v in (_value(r, column) for r in ref_runs) if v is not None]
+        if len(a) < 2 or len(b) < 2:
+          lines.append("| %s | %s | %s | %+.4f | | (needs 2+ seeds each) |" % (
+              model, reference, column,
+              (sum(a) / len(a) - sum(b) / len(b)) if a and b else float("nan")))
+          continue
+        t, p, _ = comparison.welch_t_test(a, b)
+        lines.append("| %s | %s | %s | %+.4f | %.2f | %.3f |" % (
+            model, reference, column, sum(a) / len(a) - sum(b) / len(b), t, p))
+  return lines
 
 
 def _against_transition(groups, dataset):
   """Which models do not beat the first-order transition baseline, per depth."""
   reference = groups.get((dataset, "transition"))
-  if not reference:
-    return ["(The transition baseline has no run on this dataset yet.)"]
   lines = ["Against the first-order transition baseline (items that followed "
            "the user's last item): a model beats it at a depth when its mean "
            "is higher; \"clearly\" when by more than two of its standard "
@@ -309,6 +390,7 @@ def main(argv):
       if not os.path.exists(configs[model]):
         raise app.UsageError("no flagfile %s for model %s" % (configs[model], model))
     seeds = [int(s) for s in FLAGS.seeds]
+    ks = tuple(sorted({int(k) for k in FLAGS.ks}))
     # A non-neural baseline is deterministic: one run (seed 0) stands for all.
     runs = [(d, m, s) for s in seeds for d in datasets for m in FLAGS.models
             if not (m in NONNEURAL and s != seeds[0])]
@@ -321,10 +403,11 @@ def main(argv):
       start = time.time()
       try:
         if model in NONNEURAL:
-          record = score_baseline(dataset, datasets[dataset], model, seed)
+          record = score_baseline(dataset, datasets[dataset], model, seed, ks)
         else:
           record = train_and_score(dataset, datasets[dataset], model, seed,
-                                   configs[model], FLAGS.work_dir, FLAGS.extra_flag)
+                                   configs[model], FLAGS.work_dir, FLAGS.extra_flag,
+                                   ks, FLAGS.eval_flag)
       except RuntimeError as e:  # one failed run does not stop the board
         failed.append("%s %s seed %d" % (dataset, model, seed))
         print("[%d/%d] FAILED: %s" % (number, len(todo), e), file=sys.stderr)
@@ -340,7 +423,18 @@ def main(argv):
     with open(FLAGS.published) as f:
       published = json.load(f)
   records = load_records(FLAGS.results_dir)
-  page = render(records, published, command=reproduce_command(records))
+  options = ""
+  for name in _TABLE_FLAGS:
+    value, default = FLAGS[name].value, FLAGS[name].default
+    if value != default:
+      values = value if name in ("eval_flag", "extra_flag") else [value]
+      for v in values:
+        v = ",".join(v) if isinstance(v, list) else v
+        options += " --%s=%s" % (name, '"%s"' % v if " " in v else v)
+  page = render(records, published, command=reproduce_command(records, options),
+                title=FLAGS.title, columns=FLAGS.columns,
+                results_dir=FLAGS.results_dir, compare_to=FLAGS.compare_to,
+                test_columns=FLAGS.test_columns)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   with open(FLAGS.output, "w") as f:
     f.write(page)

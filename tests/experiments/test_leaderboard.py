@@ -78,3 +78,30 @@ def test_training_time_adds_up_over_resumed_invocations(tmp_path):
   total = float(probe.stdout.strip().splitlines()[-1])
   assert 100.0 < total < 160.0
   assert json.loads(clock.read_text())["train_seconds"] == total
+
+
+def _record(model, seed, recall, valid_ndcg):
+  return {"dataset": "d", "model": model, "seed": seed, "epochs": 2,
+          "best_epoch": 2, "train_seconds": 60.0,
+          "metrics": {"Recall@50": recall}, "valid": {"NDCG@10": valid_ndcg}}
+
+
+def test_paper_table_columns_validation_figures_and_t_tests():
+  from experiments import leaderboard  # pylint: disable=g-import-not-at-top
+  records = ([_record("base", s, r, 0.1) for s, r in enumerate([0.20, 0.22, 0.21])]
+             + [_record("cfm", s, r, v) for s, (r, v) in
+                enumerate([(0.25, 0.12), (0.27, 0.14), (0.26, 0.13)])])
+  page = leaderboard.render(records, {}, title="SSL-CFM, Table 2",
+                            columns=["Recall@50", "valid_NDCG@10"],
+                            results_dir="docs/results/ssl_cfm/table2",
+                            compare_to=["base"])
+  assert page.startswith("# SSL-CFM, Table 2\n")
+  assert "`docs/results/ssl_cfm/table2/`" in page
+  row = [line for line in page.splitlines() if line.startswith("| cfm |")][0]
+  # cfm: Recall@50 mean 0.26, sd 0.01; validation NDCG@10 mean 0.13, sd 0.01.
+  assert "0.2600 ± 0.0100 (3)" in row and "0.1300 ± 0.0100 (3)" in row
+  # Welch: difference 0.05, both sds 0.01 with n = 3: t = 0.05 / sqrt(2 * 1e-4 / 3)
+  # = 6.12, dof 4, two-sided p = 0.0036.
+  test = [line for line in page.splitlines() if line.startswith("| cfm | base |")][0]
+  assert "| Recall@50 | +0.0500 | 6.12 | 0.004 |" in test, test
+  assert "transition" not in page
