@@ -177,9 +177,18 @@ def test_prototypes_refresh_each_epoch_are_checkpointed_and_resume_exactly(
   diff = checkpoint.checkpoint_difference(
       checkpoint.checkpoint_path(str(tmp_path / "full")),
       checkpoint.checkpoint_path(str(tmp_path / "resumed")))
-  names = " ".join(diff)
-  assert "prototypes" in names and "refreshed_epoch" in names
+  assert "model/prototypes/prototypes/.ATTRIBUTES/VARIABLE_VALUE" in diff
+  assert "model/prototypes/temperatures/.ATTRIBUTES/VARIABLE_VALUE" in diff
   assert all(v == 0.0 for v in diff.values()), {k: v for k, v in diff.items() if v}
+  # The integer state too: the clusters and which refresh has run.
+  readers = [tf.train.load_checkpoint(checkpoint.checkpoint_path(str(tmp_path / d)))
+             for d in ("full", "resumed")]
+  for key in ("model/prototypes/item_clusters/.ATTRIBUTES/VARIABLE_VALUE",
+              "model/refreshed_epoch/.ATTRIBUTES/VARIABLE_VALUE"):
+    a, b = (r.get_tensor(key) for r in readers)
+    np.testing.assert_array_equal(a, b)
+  assert int(readers[0].get_tensor(
+      "model/refreshed_epoch/.ATTRIBUTES/VARIABLE_VALUE")) == 1
 
 
 @pytest.mark.parametrize("name", MODELS)
