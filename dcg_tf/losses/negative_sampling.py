@@ -44,8 +44,6 @@ def negative_sampling_bce(query, positive, negatives, temperature=1.0,
   query = tf.convert_to_tensor(query, tf.float32)
   positive = tf.convert_to_tensor(positive, tf.float32)
   negatives = tf.convert_to_tensor(negatives, tf.float32)
-  positive_logits = corrections.correct_logits(
-      tf.reduce_sum(query * positive, axis=-1), temperature)                 # [B]
   if negatives.shape.rank == 3:
     negative_scores = tf.einsum("bd,bsd->bs", query, negatives)             # [B, S]
   elif negatives.shape.rank == 2:
@@ -56,6 +54,29 @@ def negative_sampling_bce(query, positive, negatives, temperature=1.0,
   hits = None
   if positive_ids is not None:
     hits = corrections.accidental_hits(positive_ids, negative_ids)          # [B, S]
+  return negative_sampling_bce_from_scores(
+      tf.reduce_sum(query * positive, axis=-1), negative_scores, temperature,
+      hits=hits)
+
+
+def negative_sampling_bce_from_scores(positive_scores, negative_scores,
+                                      temperature=1.0, hits=None):
+  """Per-example BCE on given scores: -log sig(s+/T) - sum_l log(1 - sig(s_l/T)).
+
+  The score-level form of `negative_sampling_bce`, for models whose score
+  is not one inner product (e.g. the maximum over a user's interests,
+  PCL-AISL Eq. 1 with multi-interest users).
+
+  Args:
+    positive_scores: float [B].
+    negative_scores: float [B, S].
+    temperature: divides the scores.
+    hits: optional bool [B, S], negatives to remove (accidental hits).
+
+  Returns:
+    float32 [B].
+  """
+  positive_logits = corrections.correct_logits(positive_scores, temperature)  # [B]
   negative_logits = corrections.correct_logits(negative_scores, temperature,
                                                hits=hits)                   # [B, S]
   positive_loss = tf.nn.sigmoid_cross_entropy_with_logits(
