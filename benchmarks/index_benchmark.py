@@ -16,7 +16,8 @@ by the builder through `dcg_tf.serving.embedding_reader.NpyReader`
 
 Contestants, in this order (each freed before the next, so the process's peak
 RSS after a contestant is its own peak; the first also carries the data
-generation, which holds one chunk):
+generation, which holds one chunk; `baseline_rss_mb` is the peak before any
+data, i.e. the interpreter with TensorFlow and Faiss loaded):
   ivfpq_sharded  `build_index(kind="ivfpq", shards=S)`: one k-means / PQ
                  training on a sample, S shards filled from the chunks; the
                  search swept over `--nprobes`.
@@ -24,7 +25,8 @@ generation, which holds one chunk):
                  reference of Recall@k.
 Both search the same `--num_queries` queries (drawn around the same centres;
 `queries_digest` in the JSON), k = `--k`, with `--search_threads` Faiss
-threads; times are the best of `--repeats`. Recall@k = |approx top k ∩ exact
+threads; times are the best of `--repeats`; builds report wall and process
+CPU seconds (the CPU time is far less sensitive to other jobs). Recall@k = |approx top k ∩ exact
 top k| / k, mean over the queries. `index_bytes` is the size of the index as
 written by `save_index` (the shard files), next to `predicted_bytes` from the
 arithmetic of docs/scale.md (`predicted_bytes` below).
@@ -133,10 +135,11 @@ def _timed_search(item_index, queries, k, repeats):
 def run_contestant(name, kind, reader, queries, args, workdir, params):
   """Builds, saves (for the size), searches; returns (report, labels by nprobe)."""
   faiss.omp_set_num_threads(args.build_threads)
-  start = time.perf_counter()
+  start, start_cpu = time.perf_counter(), time.process_time()
   item_index = index_lib.build_index(reader, kind, "ip", shards=args.shards,
                                      chunk_rows=args.chunk_rows, **params)
   build_seconds = time.perf_counter() - start
+  build_cpu_seconds = time.process_time() - start_cpu
   index_dir = os.path.join(workdir, "index_" + name)
   index_lib.save_index(item_index, index_dir,
                        {"export_fingerprint": "synthetic (benchmark)"})
@@ -162,6 +165,7 @@ def run_contestant(name, kind, reader, queries, args, workdir, params):
   report = {
       "kind": kind, "shards": item_index.num_shards,
       "params": dict(item_index.params), "build_seconds": build_seconds,
+      "build_cpu_seconds": build_cpu_seconds,
       "index_bytes": index_bytes,
       "predicted_bytes": predicted_bytes(kind, args.num_items, args.dim,
                                          item_index.params, args.shards),
@@ -184,6 +188,7 @@ def main(argv=None):
 
 
 def _run(args, workdir):
+  baseline_rss_mb = _peak_rss_mb()   # the interpreter, TensorFlow and Faiss
   start = time.perf_counter()
   items_path = os.path.join(workdir, "items.npy")
   write_items(items_path, args)
@@ -213,7 +218,7 @@ def _run(args, workdir):
       "num_queries": args.num_queries, "k": args.k,
       "search_threads": args.search_threads, "build_threads": args.build_threads,
       "faiss_version": faiss.__version__,
-      "generate_seconds": generate_seconds,
+      "generate_seconds": generate_seconds, "baseline_rss_mb": baseline_rss_mb,
       "contestants": contestants,
       "recall_at_k": next(r["recall"] for r in ivfpq["search"]
                           if r["nprobe"] == default),

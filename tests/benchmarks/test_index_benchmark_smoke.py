@@ -26,12 +26,14 @@ def test_quick_run_reports_the_schema_and_exact_labels(tmp_path):
   assert set(summary) == {
       "num_items", "dim", "num_clusters", "spread", "shards", "chunk_rows",
       "num_queries", "k", "search_threads", "build_threads", "faiss_version",
-      "generate_seconds", "contestants", "recall_at_k", "total_seconds"}
+      "generate_seconds", "baseline_rss_mb", "contestants", "recall_at_k",
+      "total_seconds"}
   contestants = summary["contestants"]
   assert list(contestants) == ["ivfpq_sharded", "flat_sharded"]
   for c in contestants.values():
-    assert set(c) == {"kind", "shards", "params", "build_seconds", "index_bytes",
-                      "predicted_bytes", "queries_digest", "search", "peak_rss_mb"}
+    assert set(c) == {"kind", "shards", "params", "build_seconds",
+                      "build_cpu_seconds", "index_bytes", "predicted_bytes",
+                      "queries_digest", "search", "peak_rss_mb"}
     assert c["shards"] == 3 and c["index_bytes"] > 0 and c["peak_rss_mb"] > 0
   # Both contestants searched the same queries.
   digests = {c["queries_digest"] for c in contestants.values()}
