@@ -1,14 +1,21 @@
 r"""Builds a Faiss index over an export's item embeddings.
 
   python -m experiments.build_index --export_dir=DIR --index=flat|ivf|hnsw|ivfpq \
-      [--output_dir=DIR] [--nlist=N --nprobe=N --pq_m=M --pq_nbits=B] \
+      [--output_dir=DIR] [--shards=N] [--chunk_rows=R] \
+      [--nlist=N --nprobe=N --pq_m=M --pq_nbits=B] \
       [--hnsw_m=M --ef_construction=N --ef_search=N]
 
 The metric (inner product or cosine) comes from the export. The index and its
 sidecar (`index.faiss`, `index.json`: id map, dimension, metric, parameters
 and the export's fingerprint) go to `--output_dir`, default
-`EXPORT_DIR/index_<kind>`. Unset parameters take the defaults of
-`dcg_tf.serving.index.default_params`.
+`EXPORT_DIR/index_<kind>` (`index_<kind>_<N>shards` with `--shards=N`). Unset
+parameters take the defaults of `dcg_tf.serving.index.default_params`.
+
+`item_embeddings.npy` is read `--chunk_rows` rows at a time
+(`dcg_tf.serving.embedding_reader.NpyReader`, no memory map) and, with
+`--shards=N`, cut into N contiguous row ranges written as N Faiss files listed
+in `index.json`; each shard is written as soon as it is filled
+(`dcg_tf.serving.index.build_and_save_index`, docs/scale.md).
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
@@ -19,7 +26,7 @@ import time
 from absl import app
 from absl import flags
 
-import numpy as np
+from dcg_tf.serving import embedding_reader
 from dcg_tf.serving import export as export_lib
 from dcg_tf.serving import index as index_lib
 
@@ -27,7 +34,12 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("export_dir", None, "An export written by experiments/export.py.")
 flags.DEFINE_enum("index", "flat", index_lib.KINDS, "Index kind.")
-flags.DEFINE_string("output_dir", None, "Default: EXPORT_DIR/index_<kind>.")
+flags.DEFINE_string("output_dir", None,
+                    "Default: EXPORT_DIR/index_<kind>[_<N>shards].")
+flags.DEFINE_integer("shards", 1, "Contiguous row ranges, one Faiss file each.",
+                     lower_bound=1)
+flags.DEFINE_integer("chunk_rows", index_lib.DEFAULT_CHUNK_ROWS,
+                     "Embedding rows read at a time.", lower_bound=1)
 flags.DEFINE_integer("nlist", None, "IVF cells (default 4 sqrt(N)).")
 flags.DEFINE_integer("nprobe", None, "IVF cells visited per query.")
 flags.DEFINE_integer("pq_m", None, "PQ sub-quantisers (must divide the dimension).")
@@ -42,16 +54,24 @@ _PARAM_FLAGS = {"nlist": "nlist", "nprobe": "nprobe", "pq_m": "pq_m",
                 "ef_construction": "ef_construction", "ef_search": "ef_search"}
 
 
-def run(export_dir, kind, output_dir=None, **params):
-  """Builds and saves the index; returns (ItemIndex, output_dir)."""
+def run(export_dir, kind, output_dir=None, shards=1,
+        chunk_rows=index_lib.DEFAULT_CHUNK_ROWS, **params):
+  """Builds and saves the index; returns (the `index.json` content, output_dir)."""
   config = export_lib.read_export(export_dir)
-  embeddings = np.load(os.path.join(export_dir, export_lib.EMBEDDINGS_FILE),
-                       allow_pickle=False)
-  item_index = index_lib.build_index(embeddings, kind=kind, metric=config["metric"],
-                                     **params)
-  output_dir = output_dir or os.path.join(export_dir, "index_%s" % kind)
-  index_lib.save_index(item_index, output_dir, index_lib.index_sidecar(export_dir))
-  return item_index, output_dir
+  reader = embedding_reader.NpyReader(
+      os.path.join(export_dir, export_lib.EMBEDDINGS_FILE))
+  expected = (config["num_items"], export_lib.item_vector_dim(config))
+  if reader.shape != expected:
+    raise ValueError("%s has shape %s, but %s says %s; export the model again"
+                     % (reader.path, reader.shape,
+                        os.path.join(export_dir, export_lib.EXPORT_FILE), expected))
+  if output_dir is None:
+    output_dir = os.path.join(export_dir, "index_%s%s" % (
+        kind, "_%dshards" % shards if shards > 1 else ""))
+  manifest = index_lib.build_and_save_index(
+      reader, output_dir, index_lib.index_sidecar(export_dir), kind=kind,
+      metric=config["metric"], shards=shards, chunk_rows=chunk_rows, **params)
+  return manifest, output_dir
 
 
 def main(argv):
@@ -62,12 +82,14 @@ def main(argv):
             if getattr(FLAGS, flag) is not None}
   start = time.time()
   try:
-    item_index, output_dir = run(FLAGS.export_dir, FLAGS.index, FLAGS.output_dir,
-                                 **params)
+    manifest, output_dir = run(FLAGS.export_dir, FLAGS.index, FLAGS.output_dir,
+                               FLAGS.shards, FLAGS.chunk_rows, **params)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  print("Built %r in %.1f s; saved to %s" % (item_index, time.time() - start,
-                                             output_dir))
+  print("Built %s index (%s, %d items x %d, %d shard(s), %s) in %.1f s; saved to %s"
+        % (manifest["kind"], manifest["metric"], manifest["num_items"],
+           manifest["dimension"], manifest.get("num_shards", 1),
+           manifest["params"], time.time() - start, output_dir))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ r"""Prints the top-K items for a history of raw item ids.
 
 The same through Python: `dcg_tf.Retriever.from_export(DIR).retrieve([...])`.
 Without `--index_dir` the search is exact; with it, the Faiss index built by
-experiments/build_index.py (refused when built from another export).
+experiments/build_index.py, one file or `--shards=N` files (refused when built
+from another export).
 `--beta` overrides the popularity knob of an export written with `--beta`.
 """
 

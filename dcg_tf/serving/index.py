@@ -11,30 +11,51 @@ kind, parameters and the export's fingerprint); `load_index` refuses an index
 whose fingerprint, dimension or size does not match the export it is loaded
 with, so an index built from one training run never serves another's towers.
 
+Scale (docs/scale.md): the embeddings are read through a reader
+(`dcg_tf.serving.embedding_reader`) `chunk_rows` rows at a time, for the
+training sample and for adding, so the catalog never has to fit in memory.
+With `shards=S > 1` the rows are cut into S contiguous ranges, each its own
+Faiss index (IVF kinds: copies of one index trained once on a sample of all
+rows, so every shard shares the coarse quantiser and the PQ codebooks), saved
+as S files `shard_0000s-of-0000S.faiss` listed with their row ranges in
+`index.json` (the manifest). Loaded, the shards are one `faiss.IndexShards`
+whose search merges the per-shard top-k (exact: the global top-k of each
+query is among the union of the shards' top-k), with labels offset by each
+shard's first row, so labels stay rows of `item_embeddings.npy` and
+`dcg_tf.evaluation.topk.TopKSearcher` (multi-interest merge included) runs
+over a sharded index unchanged. `build_and_save_index` writes each shard as
+soon as it is filled: the builder holds one shard at a time.
+
 Example:
   >>> embeddings = np.load("export/item_embeddings.npy")   # [N, D]
   >>> item_index = build_index(embeddings, kind="ivf", metric="ip")
   >>> save_index(item_index, "export/index_ivf", index_sidecar("export"))
   >>> item_index = load_index("export/index_ivf", "export")
   >>> scores, labels = item_index.search(queries, k=50)     # labels = rows
+  >>> build_and_save_index("export/item_embeddings.npy", "export/index_ivfpq_4",
+  ...                      index_sidecar("export"), kind="ivfpq", shards=4)
 """
 
 import dataclasses
 import json
 import math
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import faiss
 import numpy as np
 
 from dcg_tf.errors import InputError
+from dcg_tf.serving import embedding_reader
 from dcg_tf.serving.export import item_vector_dim, read_export
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 METRICS = ("ip", "cosine")
 INDEX_FILE = "index.faiss"
 SIDECAR_FILE = "index.json"
+SHARD_FILE = "shard_{:05d}-of-{:05d}.faiss"
+# Rows read and added at a time: 1M x 64 float32 = 256 MB.
+DEFAULT_CHUNK_ROWS = 1_000_000
 _FORMAT_VERSION = 1
 # Faiss k-means warns below 39 training points per centroid and subsamples to
 # 256; 64 per centroid trains well and keeps 1M-item builds to minutes.
@@ -53,6 +74,8 @@ class ItemIndex:
     params: every build and search parameter, defaults filled in.
     num_items: number of rows N.
     dim: embedding dimension D.
+    shard_bounds: None for one index; for a sharded index the [start, stop)
+      rows of each shard, in order (`index` is then a `faiss.IndexShards`).
   """
   index: Any
   kind: str
@@ -60,6 +83,17 @@ class ItemIndex:
   params: Dict[str, Any]
   num_items: int
   dim: int
+  shard_bounds: Optional[List[List[int]]] = None
+
+  @property
+  def num_shards(self):
+    return 1 if self.shard_bounds is None else len(self.shard_bounds)
+
+  def shard_indexes(self):
+    """The Faiss index of each shard (the one index when not sharded)."""
+    if self.shard_bounds is None:
+      return [self.index]
+    return [faiss.downcast_index(self.index.at(i)) for i in range(self.index.count())]
 
   def search(self, queries, k):
     """Returns (scores [Q, k] float32, labels [Q, k] int64; -1 = no result)."""
@@ -73,17 +107,20 @@ class ItemIndex:
     if nprobe is not None:
       if self.kind not in ("ivf", "ivfpq"):
         raise ValueError("nprobe applies to ivf/ivfpq, not to %r" % self.kind)
-      self.index.nprobe = int(nprobe)
+      for part in self.shard_indexes():
+        part.nprobe = int(nprobe)
       self.params["nprobe"] = int(nprobe)
     if ef_search is not None:
       if self.kind != "hnsw":
         raise ValueError("ef_search applies to hnsw, not to %r" % self.kind)
-      self.index.hnsw.efSearch = int(ef_search)
+      for part in self.shard_indexes():
+        part.hnsw.efSearch = int(ef_search)
       self.params["ef_search"] = int(ef_search)
 
   def __repr__(self):
-    return "ItemIndex(kind=%r, metric=%r, num_items=%d, dim=%d, params=%r)" % (
-        self.kind, self.metric, self.num_items, self.dim, self.params)
+    shards = ", shards=%d" % self.num_shards if self.shard_bounds else ""
+    return "ItemIndex(kind=%r, metric=%r, num_items=%d, dim=%d%s, params=%r)" % (
+        self.kind, self.metric, self.num_items, self.dim, shards, self.params)
 
 
 def default_params(kind, num_items, dim, nlist=None):
@@ -113,13 +150,19 @@ def default_params(kind, num_items, dim, nlist=None):
   return params
 
 
-def build_index(embeddings, kind="flat", metric="ip", **params):
-  """Builds a Faiss index over `embeddings` [N, D].
+def build_index(embeddings, kind="flat", metric="ip", shards=1,
+                chunk_rows=DEFAULT_CHUNK_ROWS, **params):
+  """Builds a Faiss index over `embeddings` [N, D], in memory.
 
   Args:
-    embeddings: float array [N, D]; row r = item index r + 1.
+    embeddings: float array [N, D], a `.npy` path or a reader
+      (`dcg_tf.serving.embedding_reader`); row r = item index r + 1. Read
+      `chunk_rows` rows at a time.
     kind: "flat" (exact), "ivf", "hnsw" or "ivfpq".
     metric: "ip" or "cosine" (take it from the export: `export.json["metric"]`).
+    shards: number of contiguous row ranges, each its own Faiss index; 1 (the
+      default) builds one plain index.
+    chunk_rows: rows read (and normalised, checked, added) at a time.
     **params: overrides of `default_params(kind, N, D)`: `nlist`, `nprobe`,
       `seed` (ivf, ivfpq); `pq_m`, `pq_nbits` (ivfpq); `m`, `ef_construction`,
       `ef_search` (hnsw).
@@ -127,10 +170,63 @@ def build_index(embeddings, kind="flat", metric="ip", **params):
   Returns:
     An `ItemIndex`.
   """
+  plan = _plan(embeddings, kind, metric, shards, chunk_rows, params)
+  built = list(_build_shards(plan))
+  if len(built) == 1:
+    index, bounds = built[0][2], None
+  else:
+    index = _union_of_shards(plan.dim, [part for _, _, part in built])
+    bounds = [[start, stop] for start, stop, _ in built]
+  item_index = ItemIndex(index, kind, metric, plan.params, plan.num_items,
+                         plan.dim, bounds)
+  item_index.set_search_params(nprobe=plan.params.get("nprobe"),
+                               ef_search=plan.params.get("ef_search"))
+  return item_index
+
+
+def build_and_save_index(embeddings, path, sidecar, kind="flat", metric="ip",
+                         shards=1, chunk_rows=DEFAULT_CHUNK_ROWS, **params):
+  """Builds shard after shard, writing each as soon as it is filled.
+
+  The same index as `save_index(build_index(...), path, sidecar)`, but the
+  process holds one shard, one chunk and the training sample at a time, not
+  the whole index. `index.json` is written last, so an interrupted build
+  leaves no loadable index.
+
+  Args: as `build_index`, plus `path` and `sidecar` as `save_index`.
+
+  Returns:
+    The content of `index.json` (dict).
+  """
+  _check_sidecar(sidecar)
+  plan = _plan(embeddings, kind, metric, shards, chunk_rows, params)
+  os.makedirs(path, exist_ok=True)
+  entries = []
+  for number, (start, stop, part) in enumerate(_build_shards(plan)):
+    entries.append(_write_part(part, path, number, len(plan.bounds), start, stop))
+    del part   # one shard in memory at a time
+  return _write_sidecar(path, sidecar, kind, metric, plan.dim, plan.num_items,
+                        plan.params, entries)
+
+
+@dataclasses.dataclass
+class _Plan:
+  reader: Any
+  kind: str
+  metric: str
+  params: Dict[str, Any]
+  num_items: int
+  dim: int
+  bounds: List[List[int]]
+  chunk_rows: int
+
+
+def _plan(embeddings, kind, metric, shards, chunk_rows, params):
+  """Checks the arguments; fills in the parameters and the shards' row ranges."""
   if metric not in METRICS:
     raise ValueError("unknown metric %r; choose one of %s" % (metric, METRICS))
-  embeddings = _as_float32_matrix(embeddings, "embeddings")
-  num_items, dim = embeddings.shape
+  reader = embedding_reader.as_reader(embeddings)
+  num_items, dim = reader.shape
   if num_items == 0:
     raise ValueError("cannot index an empty embedding matrix")
   full = default_params(kind, num_items, dim,
@@ -140,19 +236,65 @@ def build_index(embeddings, kind="flat", metric="ip", **params):
     raise ValueError("index kind %r has no parameter(s) %s; it has: %s"
                      % (kind, ", ".join(unknown), ", ".join(sorted(full)) or "none"))
   full.update({key: int(value) for key, value in params.items()})
-  if metric == "cosine":
-    embeddings = l2_normalize(embeddings)
-  index = _new_index(kind, dim, full)
-  if not index.is_trained:
-    if full["nlist"] > num_items:
-      raise ValueError("nlist=%d exceeds the number of items %d"
-                       % (full["nlist"], num_items))
-    index.train(_training_sample(embeddings, full["nlist"], full["seed"]))
-  index.add(embeddings)
-  item_index = ItemIndex(index, kind, metric, full, num_items, dim)
-  item_index.set_search_params(nprobe=full.get("nprobe"),
-                               ef_search=full.get("ef_search"))
-  return item_index
+  shards, chunk_rows = int(shards), int(chunk_rows)
+  if not 1 <= shards <= num_items:
+    raise ValueError("shards=%d: choose 1 to the number of items (%d)"
+                     % (shards, num_items))
+  if chunk_rows < 1:
+    raise ValueError("chunk_rows must be >= 1, got %d" % chunk_rows)
+  if "nlist" in full and full["nlist"] > num_items:
+    raise ValueError("nlist=%d exceeds the number of items %d"
+                     % (full["nlist"], num_items))
+  # Contiguous ranges whose sizes differ by at most one row.
+  bounds = [[s * num_items // shards, (s + 1) * num_items // shards]
+            for s in range(shards)]
+  return _Plan(reader, kind, metric, full, num_items, dim, bounds, chunk_rows)
+
+
+def _build_shards(plan):
+  """Trains once (IVF kinds), then yields (start, stop, Faiss index) per shard."""
+  template = _new_index(plan.kind, plan.dim, plan.params)
+  trained = not template.is_trained
+  if trained:
+    template.train(_training_sample(plan))
+  for number, (start, stop) in enumerate(plan.bounds):
+    if number == 0 and len(plan.bounds) == 1:
+      part = template
+    elif trained:
+      part = faiss.clone_index(template)   # the shared quantiser and codebooks
+    else:
+      part = _new_index(plan.kind, plan.dim, plan.params)
+    for a, b in embedding_reader.chunk_bounds(start, stop, plan.chunk_rows):
+      part.add(_read_rows(plan, a, b))
+    yield start, stop, part
+
+
+def _read_rows(plan, start, stop):
+  """Rows start..stop-1 as checked float32 [rows, D], L2-normalised for cosine."""
+  block = np.ascontiguousarray(plan.reader.read(start, stop), dtype=np.float32)
+  name = getattr(plan.reader, "path", "embeddings")
+  if block.shape != (stop - start, plan.dim):
+    raise ValueError("%s: reading rows [%d, %d) gave shape %s, expected %s"
+                     % (name, start, stop, block.shape, (stop - start, plan.dim)))
+  if not np.isfinite(block).all():
+    row = start + int(np.argwhere(~np.isfinite(block))[0][0])
+    raise ValueError("%s: row %d (item %d) holds NaN or infinite values"
+                     % (name, row, row + 1))
+  if plan.metric == "cosine":
+    block = l2_normalize(block)
+  return block                                                     # [rows, D]
+
+
+def _union_of_shards(dim, parts):
+  """One searchable index over `parts`; labels offset by the earlier shards' sizes.
+
+  Sequential (threaded=False): each shard's search uses Faiss's OpenMP threads
+  over the queries. The metric follows the first shard (inner product).
+  """
+  union = faiss.IndexShards(dim, False, True)
+  for part in parts:
+    union.add_shard(part)   # the Python wrapper keeps `part` alive
+  return union
 
 
 def index_sidecar(export_dir):
@@ -172,26 +314,51 @@ def index_sidecar(export_dir):
 
 
 def save_index(item_index, path, sidecar):
-  """Writes `path/index.faiss` and `path/index.json`.
+  """Writes `path/index.faiss` (or one file per shard) and `path/index.json`.
 
   Args:
     item_index: an `ItemIndex` from `build_index`.
     path: output directory (created).
     sidecar: dict with at least "export_fingerprint" (use `index_sidecar`),
-      merged into the JSON next to the index's own description.
+      merged into the JSON next to the index's own description; for a sharded
+      index the JSON also lists each shard's file and row range.
   """
+  _check_sidecar(sidecar)
+  os.makedirs(path, exist_ok=True)
+  bounds = item_index.shard_bounds or [[0, item_index.num_items]]
+  entries = [_write_part(part, path, number, len(bounds), start, stop)
+             for number, (part, (start, stop))
+             in enumerate(zip(item_index.shard_indexes(), bounds))]
+  _write_sidecar(path, sidecar, item_index.kind, item_index.metric,
+                 item_index.dim, item_index.num_items, item_index.params, entries)
+
+
+def _check_sidecar(sidecar):
   if "export_fingerprint" not in sidecar:
     raise ValueError("the index sidecar needs the export's fingerprint "
                      "(`index_sidecar(export_dir)` builds it)")
-  os.makedirs(path, exist_ok=True)
-  faiss.write_index(item_index.index, os.path.join(path, INDEX_FILE))
+
+
+def _write_part(part, path, number, num_shards, start, stop):
+  """Writes one shard (`index.faiss` when there is one); returns its entry."""
+  if num_shards == 1:
+    faiss.write_index(part, os.path.join(path, INDEX_FILE))
+    return None
+  name = SHARD_FILE.format(number, num_shards)
+  faiss.write_index(part, os.path.join(path, name))
+  return {"file": name, "start": int(start), "stop": int(stop)}
+
+
+def _write_sidecar(path, sidecar, kind, metric, dim, num_items, params, entries):
   content = dict(sidecar)
-  content.update(format_version=_FORMAT_VERSION, kind=item_index.kind,
-                 metric=item_index.metric, dimension=item_index.dim,
-                 num_items=item_index.num_items, params=item_index.params,
+  content.update(format_version=_FORMAT_VERSION, kind=kind, metric=metric,
+                 dimension=dim, num_items=num_items, params=params,
                  faiss_version=faiss.__version__)
+  if entries != [None]:
+    content.update(num_shards=len(entries), shards=entries)
   with open(os.path.join(path, SIDECAR_FILE), "w") as f:
     json.dump(content, f, indent=2, sort_keys=True)
+  return content
 
 
 def load_index(path, export_dir):
@@ -228,17 +395,65 @@ def load_index(path, export_dir):
           "--export_dir=%s" % (sidecar_path, index_key, sidecar[index_key],
                                value, os.path.join(export_dir, "export.json"),
                                export_dir))
-  index = faiss.read_index(os.path.join(path, INDEX_FILE))
+  if "shards" in sidecar:
+    index = _read_shards(path, sidecar)
+    bounds = [[entry["start"], entry["stop"]] for entry in sidecar["shards"]]
+  else:
+    index = _read_index_file(os.path.join(path, INDEX_FILE), sidecar_path)
+    bounds = None
   if index.d != sidecar["dimension"] or index.ntotal != sidecar["num_items"]:
-    raise InputError("%s: index.faiss holds %d x %d but the sidecar says %d x %d"
+    raise InputError("%s: the index holds %d x %d but the sidecar says %d x %d"
                      % (path, index.ntotal, index.d, sidecar["num_items"],
                         sidecar["dimension"]))
   item_index = ItemIndex(index, sidecar["kind"], sidecar["metric"],
                          dict(sidecar["params"]), int(sidecar["num_items"]),
-                         int(sidecar["dimension"]))
+                         int(sidecar["dimension"]), bounds)
   item_index.set_search_params(nprobe=item_index.params.get("nprobe"),
                                ef_search=item_index.params.get("ef_search"))
   return item_index
+
+
+def _read_index_file(file, sidecar_path):
+  if not os.path.isfile(file):
+    raise FileNotFoundError("%s: missing, but %s lists it; rebuild the index with "
+                            "python -m experiments.build_index" % (file, sidecar_path))
+  return faiss.read_index(file)
+
+
+def _read_shards(path, sidecar):
+  """The shards listed in the manifest as one `faiss.IndexShards`, checked."""
+  sidecar_path = os.path.join(path, SIDECAR_FILE)
+  entries = sidecar["shards"]
+  if not isinstance(entries, list) or not entries:
+    raise InputError("%s: field 'shards' must be a non-empty list" % sidecar_path)
+  parts, next_row = [], 0
+  for number, entry in enumerate(entries):
+    missing = [f for f in ("file", "start", "stop") if f not in entry]
+    if missing:
+      raise InputError("%s: shard %d has no field(s) %s"
+                       % (sidecar_path, number, ", ".join(missing)))
+    if entry["start"] != next_row or entry["stop"] < entry["start"]:
+      raise InputError("%s: shard %d covers rows [%d, %d); the shards must cover "
+                       "the rows in order, this one from row %d"
+                       % (sidecar_path, number, entry["start"], entry["stop"],
+                          next_row))
+    file = os.path.join(path, entry["file"])
+    part = _read_index_file(file, sidecar_path)
+    if part.d != sidecar["dimension"]:
+      raise InputError("%s: dimension %d, but %s says %d; the shard comes from "
+                       "another build, rebuild the index"
+                       % (file, part.d, sidecar_path, sidecar["dimension"]))
+    if part.ntotal != entry["stop"] - entry["start"]:
+      raise InputError("%s: holds %d vectors, but %s gives it rows [%d, %d); the "
+                       "shard comes from another build, rebuild the index"
+                       % (file, part.ntotal, sidecar_path, entry["start"],
+                          entry["stop"]))
+    parts.append(part)
+    next_row = entry["stop"]
+  if next_row != sidecar["num_items"]:
+    raise InputError("%s: the shards cover %d rows, num_items is %d"
+                     % (sidecar_path, next_row, sidecar["num_items"]))
+  return _union_of_shards(sidecar["dimension"], parts)
 
 
 def _new_index(kind, dim, params):
@@ -261,14 +476,29 @@ def _new_index(kind, dim, params):
   return index
 
 
-def _training_sample(embeddings, nlist, seed):
+def _training_sample(plan):
+  """A random sample of the rows, read chunk by chunk (k-means and PQ training).
+
+  The rows are those today's in-memory sample would take (`seed`, sorted);
+  chunks holding none of them are not read.
+  """
+  num_items = plan.num_items
   # At least 10,000 points so that PQ codebooks (256 centroids each) train too.
-  size = min(len(embeddings), max(_TRAIN_POINTS_PER_CENTROID * nlist, 10_000))
-  if size == len(embeddings):
-    return embeddings
-  rng = np.random.default_rng(seed)
-  rows = np.sort(rng.choice(len(embeddings), size=size, replace=False))
-  return embeddings[rows]
+  size = min(num_items, max(_TRAIN_POINTS_PER_CENTROID * plan.params["nlist"],
+                            10_000))
+  rows = None
+  if size < num_items:
+    rng = np.random.default_rng(plan.params["seed"])
+    rows = np.sort(rng.choice(num_items, size=size, replace=False))  # [size]
+  parts = []
+  for start, stop in embedding_reader.chunk_bounds(0, num_items, plan.chunk_rows):
+    if rows is None:
+      parts.append(_read_rows(plan, start, stop))
+      continue
+    low, high = np.searchsorted(rows, [start, stop])
+    if high > low:
+      parts.append(_read_rows(plan, start, stop)[rows[low:high] - start])
+  return parts[0] if len(parts) == 1 else np.concatenate(parts)    # [size, D]
 
 
 def _as_float32_matrix(array, name, dim=None):

@@ -35,8 +35,9 @@ class Retriever:
     item_embeddings: float32 [N, D]; row r = item index r + 1.
     item_ids: the N raw item ids in row order (`item_ids.txt`).
     config: the export's `export.json` content.
-    item_index: optional `dcg_tf.serving.index.ItemIndex` (approximate search);
-      default exact inner-product search.
+    item_index: optional `dcg_tf.serving.index.ItemIndex` (approximate search,
+      one index or shards merged by `faiss.IndexShards`); default exact
+      inner-product search.
     beta: weight of log p(i) in the score; None: the export's
       (`config["popularity"]["beta"]`, 0 without it). A non-zero beta needs
       an export written with the popularity column (`experiments.export
@@ -86,7 +87,8 @@ class Retriever:
     """Loads `export_dir` and, if given, the Faiss index in `index_dir`.
 
     The index must have been built from this export (its sidecar's fingerprint
-    is checked, `dcg_tf.serving.index.load_index`). `beta`: as in `Retriever`.
+    is checked, `dcg_tf.serving.index.load_index`); a sharded index (`index.json`
+    listing shard files) loads the same way. `beta`: as in `Retriever`.
     """
     config = export_lib.read_export(export_dir)
     embeddings = np.load(os.path.join(export_dir, export_lib.EMBEDDINGS_FILE),
@@ -109,8 +111,10 @@ class Retriever:
     return cls(user_model, embeddings, item_ids, config, item_index, beta)
 
   def __repr__(self):
-    search = ("exact flat" if self.item_index is None else "%s %s" % (
-        self.item_index.kind, self.item_index.params))
+    search = ("exact flat" if self.item_index is None else "%s%s %s" % (
+        self.item_index.kind,
+        " x%d shards" % self.item_index.num_shards
+        if self.item_index.shard_bounds else "", self.item_index.params))
     knob = ", beta=%g" % self.beta if self.popularity else ""
     return ("Retriever(items=%d, dim=%d, metric=%r, search=%r, multi_interest=%s, "
             "max_len=%d%s)" % (len(self.item_ids), self.searcher.dimension,
