@@ -40,6 +40,7 @@ CLREC_DEFAULTS = dict(
     u2u_max_after=10,
     remove_accidental_hits=True,
     num_negatives=None,        # int L: exactly L negatives per row, as the baselines' L draws
+    enqueue_positions=False,   # all_positions: the queue gets every position's positive
 )
 
 SAMPLED_SOFTMAX_DEFAULTS = dict(ENCODER_DEFAULTS, proposal_power=1.0)
@@ -62,6 +63,9 @@ PARAM_HELP = dict(
     u2u_weight="weight of the u2u task (section 4.2.2); 0: off",
     num_negatives="clrec: exactly this many negatives per row (the "
                   "baselines' count); None: every live candidate",
+    enqueue_positions="clrec with all_positions: enqueue every position's "
+                      "positive (the data distribution) instead of the B "
+                      "batch targets",
     u2u_queue_size="queue length of the u2u task",
     u2u_max_after="u2u: the 'after' sequence holds at most this many "
                   "clicks (B.4)",
@@ -103,6 +107,7 @@ def build_clrec(params, data):
       u2u_max_after=params["u2u_max_after"],
       remove_accidental_hits=params["remove_accidental_hits"],
       seed=params["seed"], num_negatives=params["num_negatives"],
+      enqueue_positions=params["enqueue_positions"],
       all_positions=params["all_positions"])
 
 

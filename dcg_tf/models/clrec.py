@@ -62,6 +62,12 @@ class CLRecModel(RetrievalModel):
       of them: queue_size >= L + 1 with one query per example). Copies of
       the row's positive are then removed, as the baselines remove theirs.
       The metric "negatives_per_row" reports the mean count after removal.
+    enqueue_positions: with `all_positions`, what the queue receives each
+      step. False (default): the B batch targets (each user's last training
+      event with `--last_cut`), a recency-skewed sample. True: every
+      position's positive (the P next items of the batch, the last C when
+      P > C), so the queue follows the training events' distribution, which
+      CLRec's Theorem 1 assumes of the negatives.
 
   Example:
     >>> model = CLRecModel(user_tower, item_tower, queue="cached")
@@ -71,7 +77,8 @@ class CLRecModel(RetrievalModel):
   def __init__(self, user_tower, item_tower, queue="raw", queue_size=2560,
                temperature=0.07, momentum=None, u2u_weight=0.0,
                u2u_queue_size=2560, u2u_max_after=10,
-               remove_accidental_hits=True, seed=0, num_negatives=None, **kwargs):
+               remove_accidental_hits=True, seed=0, num_negatives=None,
+               enqueue_positions=False, **kwargs):
     super().__init__(user_tower, item_tower, **kwargs)
     if queue not in QUEUE_VARIANTS:
       raise ValueError("CLRecModel: queue must be one of %s, got %r"
@@ -92,6 +99,11 @@ class CLRecModel(RetrievalModel):
     if self.num_negatives is not None and self.num_negatives < 1:
       raise ValueError("CLRecModel: num_negatives must be >= 1 or None, got %r"
                        % (num_negatives,))
+    self.enqueue_positions = bool(enqueue_positions)
+    if self.enqueue_positions and not (self.all_positions and queue != "in_batch"):
+      raise ValueError("CLRecModel: enqueue_positions needs all_positions and a "
+                       "queue (raw or cached), got all_positions=%r, queue=%r"
+                       % (self.all_positions, queue))
     if self.all_positions and not self.remove_accidental_hits:
       raise ValueError("CLRecModel: all_positions needs remove_accidental_hits "
                        "(a position's positive is found among negatives by id)")
@@ -304,15 +316,23 @@ class CLRecModel(RetrievalModel):
     # queue still receives the batch's B targets, its positives (section 3.1).
     query, positive_ids = self.queries_and_targets(inputs, training)  # [P, D], [P]
     positive = self.item_tower(positive_ids, training=training)    # [P, D]
-    batch_positive = (self.item_tower(target, training=training)
-                      if self.all_positions else positive)         # [B, D]
-    negatives, valid, ids = self._item_negatives(target, batch_positive, training)
+    if self.enqueue_positions:
+      # The queue receives the positions' positives (the last C of them).
+      enqueued = positive_ids[-self.queue_size:]                   # [E]
+      negatives, valid, ids = self._item_negatives(
+          enqueued, positive[-self.queue_size:], training)          # [E + C]
+    else:
+      batch_positive = (self.item_tower(target, training=training)
+                        if self.all_positions else positive)       # [B, D]
+      enqueued = target                                            # [B]
+      negatives, valid, ids = self._item_negatives(target, batch_positive,
+                                                   training)       # [B + C]
     if self.all_positions:
       # Every position's positive is also a live negative of the other rows
-      # (Figure 1a within the batch), in place of the B targets' live copies;
-      # otherwise items that are only ever interior positives would never be
-      # pushed away from anyone and turn into hubs.
-      b = tf.shape(target)[0]
+      # (Figure 1a within the batch), in place of the enqueued items' live
+      # copies; otherwise items that are only ever interior positives would
+      # never be pushed away from anyone and turn into hubs.
+      b = tf.shape(enqueued)[0]
       negatives = tf.concat([positive, negatives[b:]], 0)          # [P + C, D]
       valid = tf.concat([tf.ones_like(positive_ids, tf.bool), valid[b:]], 0)
       ids = tf.concat([positive_ids, ids[b:]], 0)                  # [P + C]

@@ -372,3 +372,38 @@ def test_all_positions_in_batch_equals_in_batch_softmax_over_positions():
   expected = tf.reduce_mean(in_batch_softmax(queries, item(ids), temperature=0.5,
                                              candidate_ids=ids))
   np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5)
+
+
+def test_enqueue_positions_fills_the_queue_with_every_positions_positive():
+  """What the queue holds with all_positions: the B targets by default, every
+  position's next item with enqueue_positions (hand-worked below)."""
+  from dcg_tf.towers.self_attention_user_tower import SelfAttentionUserTower  # pylint: disable=g-import-not-at-top
+  tf.random.set_seed(0)
+  emb = ItemEmbedding(num_items=9, dim=8)
+  user = SelfAttentionUserTower(emb, max_len=4, num_blocks=1, dropout=0.0,
+                                l2_normalize=True)
+  item = ItemTower(emb, l2_normalize=True)
+  batch = {"history": tf.constant([[1, 2, 3, 0], [4, 5, 0, 0]], tf.int64),
+           "history_mask": tf.constant([[1, 1, 1, 0], [1, 1, 0, 0]]) > 0,
+           "target": tf.constant([6, 2], tf.int64)}
+  # Row 0: history 1 2 3, target 6 -> next items 2, 3, 6; row 1: 4 5, target
+  # 2 -> next items 5, 2. Positions in batch order: 2 3 6 5 2.
+  targets_only = CLRecModel(user, item, queue="raw", queue_size=8,
+                            all_positions=True)
+  positions = CLRecModel(user, item, queue="raw", queue_size=8,
+                         all_positions=True, enqueue_positions=True)
+  small = CLRecModel(user, item, queue="raw", queue_size=3, all_positions=True,
+                     enqueue_positions=True)
+  first = [model.compute_loss(batch, training=True)["loss"].numpy()
+           for model in (targets_only, positions, small)]
+  assert _ring(targets_only.item_queue).tolist() == [6, 2]
+  assert _ring(positions.item_queue).tolist() == [2, 3, 6, 5, 2]
+  assert _ring(small.item_queue).tolist() == [6, 5, 2]     # the last C = 3
+  # The first step has no older queue entry: every variant's loss is the
+  # in-batch softmax over the positions (tested above).
+  in_batch = CLRecModel(user, item, queue="in_batch", all_positions=True)
+  np.testing.assert_allclose(
+      first, [in_batch.compute_loss(batch, training=False)["loss"].numpy()] * 3,
+      rtol=1e-5)
+  with pytest.raises(ValueError, match="enqueue_positions needs all_positions"):
+    CLRecModel(user, item, queue="raw", enqueue_positions=True)
