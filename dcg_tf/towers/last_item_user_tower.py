@@ -3,12 +3,11 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
-from dcg_tf.layers.nested_config import NestedLayerConfig
-from dcg_tf.layers.projection_head import ProjectionHead
+from dcg_tf.towers.mean_pooling_user_tower import MeanPoolingUserTower
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
-class LastItemUserTower(NestedLayerConfig, keras.layers.Layer):
+class LastItemUserTower(MeanPoolingUserTower):
   """Encodes the most recent history item (id and features), then an MLP.
 
   SSL-CFM (Yao et al., CIKM'21), section 4.1: on Wikipedia and AAI the query
@@ -18,7 +17,9 @@ class LastItemUserTower(NestedLayerConfig, keras.layers.Layer):
   with the item tower (every table) and an MLP of its own. In a next-item
   dataset the last history event is the previous item: positions are
   left-aligned (`dcg_tf.data.pipeline`), so it sits at `sum(history_mask) - 1`.
-  A user with an empty history gets item 0, whose embedding is zeros.
+  A user with an empty history gets item 0, whose embedding is zeros. The
+  head, arguments and config are `MeanPoolingUserTower`'s; only the pooling
+  differs.
 
   Args:
     item_embedding: the `ItemEmbedding` shared with the item tower.
@@ -38,28 +39,6 @@ class LastItemUserTower(NestedLayerConfig, keras.layers.Layer):
     >>> tower({"history": h, "history_mask": h > 0})   # [B, 32]
   """
 
-  NESTED_LAYERS = ("item_embedding",)
-
-  def __init__(self, item_embedding, output_dim=None, hidden_units=(),
-               activation="relu", l2_normalize=False, dropout=0.0, **kwargs):
-    super().__init__(**kwargs)
-    self.item_embedding = item_embedding
-    self.output_dim = None if output_dim is None else int(output_dim)
-    self.hidden_units = [int(u) for u in hidden_units]
-    self.activation = activation
-    self.l2_normalize = bool(l2_normalize)
-    self.dropout = float(dropout)
-    self.head = ProjectionHead(self.hidden_units, self.output_dim, activation,
-                               self.dropout, self.l2_normalize, name="head")
-
-  @property
-  def embedding_dim(self):
-    return self.head.output_dim_for(self.item_embedding.dim)
-
-  @property
-  def normalized(self):
-    return self.l2_normalize
-
   @staticmethod
   def last_item(batch):
     """int64 [B]: the most recent history item (0 for an empty history)."""
@@ -68,14 +47,6 @@ class LastItemUserTower(NestedLayerConfig, keras.layers.Layer):
     last = tf.gather(history, tf.maximum(length - 1, 0), batch_dims=1)   # [B]
     return tf.where(length > 0, last, tf.zeros_like(last))
 
-  def call(self, batch, training=False):
-    x = self.item_embedding(self.last_item(batch))   # [B, D_item]
-    return self.head(x, training=training)           # [B, D]
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(self.nested_layer_config(),
-                  output_dim=self.output_dim, hidden_units=list(self.hidden_units),
-                  activation=self.activation, l2_normalize=self.l2_normalize,
-                  dropout=self.dropout)
-    return config
+  def pooled_history(self, batch):
+    """The last history item's embedding (in place of the mean): [B, D_item]."""
+    return self.item_embedding(self.last_item(batch))              # [B, D_item]
