@@ -73,7 +73,8 @@ def render(models, columns, compare_to=(), title=""):
     cells = []
     for column in columns:
       values = column_values(runs, column)
-      cells.append(comparison.format_summary(comparison.summarize(values))
+      cells.append(comparison.format_summary(
+          comparison.summarize(values), digits=0 if "coverage" in column else 4)
                    if values else "-")
     minutes = ("%.0f min" % (sum(seconds.values()) / len(seconds) / 60.0)
                if seconds else "-")
