@@ -5,7 +5,15 @@
 
 amazon: reviews_Synthetic.json + meta_Synthetic.json (2014 formats);
 sequence: synthetic.txt (`user item` lines); movielens: movielens/ratings.csv,
-movies.csv, tags.csv.
+movies.csv, tags.csv; correlated: correlated.csv, the events plus 8 item
+fields in 3 groups of planted mutual information (SSL-CFM; group 0's latent
+is the item's category modulo 16, so behaviour depends on it), preprocessed
+with
+
+  python -m experiments.preprocess --format=csv --input=OUT/correlated.csv \
+      --csv_timestamp=timestamp --csv_multi_features=g0_f2 \
+      --csv_item_features=g0_f0,g0_f1,g1_f0,g1_f1,g1_f2,g2_f0,g2_f1 \
+      --output_dir=DATA
 
 With `DCG_TF_TINY=1` in the environment, at most `TINY_EVENTS` events are
 written whatever `--num_events` says (a note goes to stderr): every command
@@ -58,8 +66,14 @@ def generate(output_dir, num_events, formats, num_users=0, num_items=0, seed=0,
     elif fmt == "movielens":
       written.append(synthetic.write_movielens(
           data, os.path.join(output_dir, "movielens"), seed=seed))
+    elif fmt == "correlated":
+      fields = synthetic.generate_correlated_fields(
+          data.num_items, seed=seed, latents={0: data.item_category % 16})
+      written.append(synthetic.write_correlated_csv(
+          data, fields, os.path.join(output_dir, "correlated.csv")))
     else:
-      raise app.UsageError("unknown format %r (amazon, sequence, movielens)" % fmt)
+      raise app.UsageError("unknown format %r (amazon, sequence, movielens, "
+                           "correlated)" % fmt)
   return written
 
 

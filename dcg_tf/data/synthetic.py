@@ -153,7 +153,7 @@ class CorrelatedFields:
 
 def generate_correlated_fields(num_items, group_sizes=(3, 3, 2),
                                num_values=(16, 8, 4), noise=(0.1, 0.3, 0.2),
-                               multi_valued_extra=2, seed=0):
+                               multi_valued_extra=2, seed=0, latents=None):
   """Item fields in groups of known mutual information (SSL-CFM, Eq. 4).
 
   Group g has a latent z_g per item, uniform over K_g = `num_values[g]`
@@ -165,6 +165,10 @@ def generate_correlated_fields(num_items, group_sizes=(3, 3, 2),
   group 0 is multi-valued: its noisy copy plus up to `multi_valued_extra`
   uniform extra values (0-padded), so the groups hold both kinds of field.
   Field `g<g>_f<m>` is field m of group g; k = sum(group_sizes) (8 by default).
+  `latents` (optional) fixes some groups' latents: {g: int [N] in 0..K_g-1},
+  e.g. a function of the item's category so that behaviour depends on the
+  group (`write_correlated_csv`); a latent uniform over its K_g values keeps
+  the planted mutual information exact.
 
   Returns:
     `CorrelatedFields`.
@@ -177,6 +181,11 @@ def generate_correlated_fields(num_items, group_sizes=(3, 3, 2),
   features, groups = {}, {}
   for g, (size, k, eps) in enumerate(zip(group_sizes, num_values, noise)):
     latent = rng.integers(0, k, num_items)                     # [N]
+    if latents is not None and g in latents:
+      latent = np.asarray(latents[g], np.int64)
+      if latent.shape != (num_items,) or latent.min() < 0 or latent.max() >= k:
+        raise ValueError("latents[%d] must be %d values in 0..%d"
+                         % (g, num_items, k - 1))
     for m in range(size):
       copy = np.where(rng.random(num_items) < eps,
                       rng.integers(0, k, num_items), latent) + 1   # [N], 1..K
@@ -291,6 +300,43 @@ def write_sequence_pairs(data, path):
                       (data.item + 1).astype(str))
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines.tolist()) + "\n")
+  return path
+
+
+def write_correlated_csv(data, fields, path):
+  """Writes events with the items' correlated fields as one CSV (SSL-CFM data).
+
+  Columns: `user,item,timestamp` (raw ids as the other writers name them)
+  and one column per field of `fields` (a `CorrelatedFields` over
+  `data.num_items` items), multi-valued fields joined by `|`. The csv loader
+  keeps each item's first row of features:
+
+    python -m experiments.preprocess --format=csv --input=PATH \
+        --csv_timestamp=timestamp --csv_item_features=<single fields> \
+        --csv_multi_features=<multi fields> --output_dir=DATA
+
+  Returns:
+    the path.
+  """
+  if fields.num_items != data.num_items:
+    raise ValueError("fields describe %d items, the events %d"
+                     % (fields.num_items, data.num_items))
+  names = sorted(fields.features)
+  columns = [user_ids(data.user), item_ids(data.item), data.timestamp.astype(str)]
+  for name in names:
+    values = fields.features[name][data.item + 1]                # [E] or [E, L]
+    if values.ndim == 1:
+      columns.append(values.astype(str))
+    else:
+      joined = np.array(["|".join(str(v) for v in row if v > 0) for row in values])
+      columns.append(joined)
+  header = ",".join(["user", "item", "timestamp"] + names)
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(header + "\n")
+    rows = columns[0]
+    for column in columns[1:]:
+      rows = np.char.add(np.char.add(rows, ","), column)
+    f.write("\n".join(rows.tolist()) + "\n")
   return path
 
 
