@@ -234,17 +234,6 @@ def write_json(path, record):
   os.replace(tmp, path)
 
 
-def load_records(results_dir):
-  """Every run record under `results_dir` (`<dataset>/<model>/seed<k>.json`)."""
-  records = []
-  for root, _, files in os.walk(results_dir):
-    for name in sorted(files):
-      if name.startswith("seed") and name.endswith(".json"):
-        with open(os.path.join(root, name)) as f:
-          records.append(json.load(f))
-  return records
-
-
 COLUMNS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "HR@50", "HR@200", "coverage@50")
 # Flags that shape a table; the page's command repeats those not at default.
 _TABLE_FLAGS = ("configs", "results_dir", "output", "published", "title", "ks",
@@ -422,7 +411,7 @@ def main(argv):
   if FLAGS.published and os.path.exists(FLAGS.published):
     with open(FLAGS.published) as f:
       published = json.load(f)
-  records = load_records(FLAGS.results_dir)
+  records = comparison.load_records(FLAGS.results_dir)
   options = ""
   for name in _TABLE_FLAGS:
     value, default = FLAGS[name].value, FLAGS[name].default

@@ -4,6 +4,7 @@ Every table of docs/results that compares models is built from run records
 (one dict per (dataset, model, seed) with a "metrics" dict) by these
 functions, so each reports the same statistics the same way:
 
+- `load_records`: the run records under a results folder.
 - `summarize`: mean, sample standard deviation (ddof=1; 0 for one seed) and
   the number of seeds of each metric.
 - `exceeds_two_std`: a difference is called real when |mean_a - mean_b| is
@@ -14,9 +15,27 @@ functions, so each reports the same statistics the same way:
   papers' significance tests.
 """
 
+import json
 import math
+import os
 
 import numpy as np
+
+
+def load_records(results_dir):
+  """Every run record under `results_dir` (`<dataset>/<model>/seed<k>.json`).
+
+  The files `experiments.leaderboard` writes, one per finished run; walked in
+  sorted order, so the list is the same on every machine.
+  """
+  records = []
+  for root, folders, files in os.walk(results_dir):
+    folders.sort()
+    for name in sorted(files):
+      if name.startswith("seed") and name.endswith(".json"):
+        with open(os.path.join(root, name)) as f:
+          records.append(json.load(f))
+  return records
 
 
 def group_records(records):
