@@ -183,15 +183,22 @@ def _metrics_at(metrics, ks):
           and isinstance(v, (int, float))}
 
 
-def score_baseline(dataset, data_dir, model, seed, ks=KS):
-  """A non-neural baseline (no training, no seed dependence) scored on test."""
+def score_baseline(dataset, data_dir, model, seed, ks=KS, protocols=("full",)):
+  """A non-neural baseline (no training, no seed dependence) scored on test
+  (the transition baseline under `full` only)."""
   from dcg_tf.data.dataset import ProcessedDataset  # pylint: disable=g-import-not-at-top
   from dcg_tf.evaluation import nonneural  # pylint: disable=g-import-not-at-top
   start = time.time()
   data = ProcessedDataset.load(data_dir)
-  metrics = nonneural.evaluate_baseline(model, data, "test", ks=ks)
+  scored = {}
+  for protocol in protocols:
+    if protocol != "full" and model != "most_popular":
+      continue
+    metrics = nonneural.evaluate_baseline(model, data, "test", ks=ks,
+                                          protocol=protocol)
+    scored.update(_prefixed(_metrics_at(metrics, ks), protocol))
   return {"dataset": dataset, "model": model, "seed": seed,
-          "metrics": _metrics_at(metrics, ks),
+          "metrics": scored,
           "num_users": metrics["num_users"], "epochs": 0, "best_epoch": 0,
           "train_seconds": 0.0, "eval_seconds": round(time.time() - start, 1),
           "config": None, "dataset_fingerprint": data.fingerprint,
@@ -445,7 +452,8 @@ def main(argv):
       start = time.time()
       try:
         if model in NONNEURAL:
-          record = score_baseline(dataset, datasets[dataset], model, seed, ks)
+          record = score_baseline(dataset, datasets[dataset], model, seed, ks,
+                                  FLAGS.protocols)
         else:
           record = train_and_score(dataset, datasets[dataset], model, seed,
                                    configs[model], FLAGS.work_dir, FLAGS.extra_flag,
