@@ -243,7 +243,7 @@ def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flag
   return {
       "dataset": dataset, "model": model, "seed": seed,
       "metrics": scored,
-      "valid": {k: v for k, v in best.items()
+      "valid": {k: v for k, v in best["metrics"].items()
                 if "@" in k and isinstance(v, (int, float))},
       "num_users": metrics["num_users"],
       "epochs": run_info["trainer"]["epochs"], "best_epoch": best["epoch"],

@@ -164,6 +164,11 @@ def test_pcl_aisl_table_config_runs_under_two_protocols(tmp_path):
     assert evaluation["protocol"] == protocol
     for key in ("HR@10", "NDCG@10", "HR@20"):
       assert record["metrics"][prefix + key] == evaluation[key]
+  # The best epoch's validation metrics (validation.json: {"epoch", "step",
+  # "metrics", "best"}) are kept for the valid_ columns.
+  validation = json.loads((model_dir / "validation.json").read_text())
+  best = [r for r in validation if r.get("best")][-1]
+  assert record["valid"]["NDCG@10"] == best["metrics"]["NDCG@10"]
   # ComiRec-SA keeps all K = 4 interests active for every user.
   assert record["metrics"]["AINPU"] == 4.0 and record["protocols"] == [
       "full", "uniform100"]
