@@ -4,7 +4,7 @@ r"""Evaluates a trained model under one protocol; writes JSON, prints Markdown.
       --protocol=full|popular100|uniform100 --output=FILE.json \
       [--split=test] [--keep_train_items] [--ks=1,5,10,20,50,100,200,500] \
       [--candidates_dir=DIR] [--debias_png=FILE.png [--compare=NAME=DIR,...]] \
-      [--checkpoint=latest|best] [--beta=0]
+      [--checkpoint=latest|best] [--beta=0] [--aisl_png=FILE.png]
 
 Rebuilds the model of `model_dir` (`dcg_tf.training.checkpoint`), computes the
 item embeddings `item_tower(1..N)` in batches and runs
@@ -22,6 +22,12 @@ With `--beta`, items are ranked by `s(u, i) + beta * log p(i)`, p the smoothed
 training popularity (`dcg_tf.evaluation.popularity_correction`); the JSON
 records beta and p's definition under "popularity". `--beta=0` (default) is
 the plain ranking.
+
+A multi-interest tower (MIND, ComiRec, PCL-AISL: one that returns a mask)
+also gets `AINPU` (mean number of active interests K_u over the evaluated
+users) and `AINPU_by_activity` (mean K_u per log2 bucket of the user's
+training events) in the JSON (`dcg_tf.evaluation.interest_activity`);
+`--aisl_png` plots the latter.
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
@@ -35,6 +41,7 @@ from absl import flags
 
 from dcg_tf.evaluation import debias
 from dcg_tf.evaluation import evaluator
+from dcg_tf.evaluation import interest_activity
 from dcg_tf.evaluation import popularity_correction
 from dcg_tf.evaluation import protocols
 from dcg_tf.towers.encode_catalog import encode_catalog
@@ -70,6 +77,9 @@ flags.DEFINE_float("head_fraction", 0.2,
                    "Share of items (by training count) whose targets are head in "
                    "the head_/tail_ metrics; SSL-CFM's Table 4 uses 0.1.",
                    lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_string("aisl_png", None,
+                    "Multi-interest towers: also plot the mean number of active "
+                    "interests per user-activity bucket (PCL-AISL's AINPU) here.")
 
 # Provenance keys of the output JSON, beside the metric keys.
 _META_KEYS = ("protocol", "split", "model_dir", "experiment", "data_dir",
@@ -86,7 +96,7 @@ def _load(model_dir, data_dir, which="latest"):
 def run(model_dir, data_dir=None, protocol="full", split="test",
         keep_train_items=False, ks=evaluator.DEFAULT_KS, batch_size=512, max_len=None,
         candidates_dir=None, seed=None, debias_png=None, compare=None,
-        which="latest", beta=0.0, head_fraction=0.2):
+        which="latest", beta=0.0, head_fraction=0.2, aisl_png=None):
   """Evaluates `model_dir`; returns the JSON-ready results dict."""
   if beta and debias_png:
     raise ValueError("--debias_png ranks without the popularity knob; run it "
@@ -107,6 +117,14 @@ def run(model_dir, data_dir=None, protocol="full", split="test",
                  exclude_train_items=not keep_train_items, max_len=max_len,
                  checkpoint=os.path.relpath(checkpoint.checkpoint_path(model_dir, which),
                                             os.path.join(model_dir, "checkpoints")))
+  if aisl_png:
+    if "AINPU" not in results:
+      raise ValueError("--aisl_png: %s (%s) is not a multi-interest model (its "
+                       "user tower returns no interest mask); drop --aisl_png"
+                       % (model_dir, info.get("experiment")))
+    interest_activity.plot_interest_activity(
+        {info.get("experiment") or os.path.basename(model_dir): results},
+        aisl_png, max_interests=getattr(model.user_tower, "max_interests", None))
   if debias_png:
     models = {info.get("experiment") or os.path.basename(model_dir):
               (evaluator.model_user_tower_fn(model), items)}
@@ -137,7 +155,7 @@ def main(argv):
                 FLAGS.keep_train_items, ks, FLAGS.batch_size, FLAGS.max_len,
                 FLAGS.candidates_dir, FLAGS.seed, FLAGS.debias_png,
                 cli.parse_pairs(FLAGS.compare, "compare"), FLAGS.checkpoint, FLAGS.beta,
-                FLAGS.head_fraction)
+                FLAGS.head_fraction, FLAGS.aisl_png)
   output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
   os.makedirs(output_dir, exist_ok=True)
   with open(FLAGS.output, "w") as f:

@@ -40,6 +40,14 @@ t-tests of every model against reference models on `--test_columns`:
 Every record also keeps the best epoch's validation metrics (`valid`), so a
 hyper-parameter is chosen from the `valid_` columns (`--columns=valid_NDCG@10`)
 without a look at test.
+
+`--protocols=full,uniform100` scores each run's best epoch under several test
+protocols (`experiments.evaluate --protocol`): the metrics of `full` keep
+their names, the others are prefixed with the protocol (`uniform100_HR@10`,
+PCL-AISL's Table 1: the target against 100 uniformly sampled non-interacted
+items). A multi-interest model's record also keeps `AINPU` (mean number of
+active interests over the test users; no prefix, the same under every
+protocol).
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
@@ -54,6 +62,7 @@ from absl import app
 from absl import flags
 
 from dcg_tf.evaluation import comparison
+from dcg_tf.evaluation import protocols as eval_protocols
 
 FLAGS = flags.FLAGS
 
@@ -88,6 +97,9 @@ flags.DEFINE_list("columns", ["HR@10", "HR@20", "NDCG@10", "NDCG@20", "HR@50",
                               "HR@200", "coverage@50"],
                   "Metric columns of the page (any key of the evaluation "
                   "JSON at --ks; valid_<metric> for the validation figure).")
+flags.DEFINE_list("protocols", ["full"],
+                  "Test protocols scored per run: full keeps the metric names, "
+                  "the others prefix them (uniform100_HR@10).")
 flags.DEFINE_list("compare_to", [],
                   "Reference models: Welch t-test of every other model "
                   "against each, on --test_columns.")
@@ -158,31 +170,52 @@ class _Clock:
     return total
 
 
+# Metrics without a cut-off that a record keeps (AINPU: multi-interest towers).
+_SCALARS = ("AINPU",)
+
+
 def _metrics_at(metrics, ks):
-  """The metrics of an evaluation JSON at cut-offs `ks` (e.g. HR@10, tail_HR@10)."""
+  """The metrics of an evaluation JSON at cut-offs `ks` (e.g. HR@10, tail_HR@10),
+  and AINPU where the model has one."""
   return {k: v for k, v in metrics.items()
-          if "@" in k and k.split("@")[-1].isdigit() and int(k.split("@")[-1]) in ks
+          if (k in _SCALARS or "@" in k and k.split("@")[-1].isdigit()
+              and int(k.split("@")[-1]) in ks)
           and isinstance(v, (int, float))}
 
 
-def score_baseline(dataset, data_dir, model, seed, ks=KS):
-  """A non-neural baseline (no training, no seed dependence) scored on test."""
+def score_baseline(dataset, data_dir, model, seed, ks=KS, protocols=("full",)):
+  """A non-neural baseline (no training, no seed dependence) scored on test
+  (the transition baseline under `full` only)."""
   from dcg_tf.data.dataset import ProcessedDataset  # pylint: disable=g-import-not-at-top
   from dcg_tf.evaluation import nonneural  # pylint: disable=g-import-not-at-top
   start = time.time()
   data = ProcessedDataset.load(data_dir)
-  metrics = nonneural.evaluate_baseline(model, data, "test", ks=ks)
+  scored = {}
+  for protocol in protocols:
+    if protocol != "full" and model != "most_popular":
+      continue
+    metrics = nonneural.evaluate_baseline(model, data, "test", ks=ks,
+                                          protocol=protocol)
+    scored.update(_prefixed(_metrics_at(metrics, ks), protocol))
   return {"dataset": dataset, "model": model, "seed": seed,
-          "metrics": _metrics_at(metrics, ks),
+          "metrics": scored,
           "num_users": metrics["num_users"], "epochs": 0, "best_epoch": 0,
           "train_seconds": 0.0, "eval_seconds": round(time.time() - start, 1),
           "config": None, "dataset_fingerprint": data.fingerprint,
           "commit": _commit()}
 
 
+def _prefixed(metrics, protocol):
+  """`metrics` of one protocol as a record keeps them: `full` as is, others
+  prefixed with the protocol (`uniform100_HR@10`); AINPU never prefixed."""
+  prefix = "" if protocol == "full" else protocol + "_"
+  return {k if k in _SCALARS else prefix + k: v for k, v in metrics.items()}
+
+
 def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flags,
-                    ks=KS, eval_flags=()):
-  """One run: train with validation, score the best epoch on test; a dict."""
+                    ks=KS, eval_flags=(), protocols=("full",)):
+  """One run: train with validation, score the best epoch on test under each
+  of `protocols`; a dict."""
   model_dir = os.path.join(work_dir, dataset, model, "seed%d" % seed)
   train_seconds = _run(
       ["experiments.train", "--flagfile=" + config, "--data_dir=" + data_dir,
@@ -190,14 +223,18 @@ def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flag
        "--validation_protocol=full", "--best_metric=NDCG@10", "--progress=false"]
       + list(extra_flags), "training %s on %s (seed %d)" % (model, dataset, seed),
       clock=os.path.join(model_dir, "train_seconds.json"))
-  eval_path = os.path.join(model_dir, "test_full.json")
-  eval_seconds = _run(
-      ["experiments.evaluate", "--model_dir=" + model_dir, "--protocol=full",
-       "--split=test", "--checkpoint=best", "--output=" + eval_path,
-       "--ks=" + ",".join(str(k) for k in ks)] + list(eval_flags),
-      "evaluating %s on %s (seed %d)" % (model, dataset, seed))
-  with open(eval_path) as f:
-    metrics = json.load(f)
+  scored, eval_seconds = {}, 0.0
+  for protocol in protocols:
+    eval_path = os.path.join(model_dir, "test_%s.json" % protocol)
+    eval_seconds += _run(
+        ["experiments.evaluate", "--model_dir=" + model_dir,
+         "--protocol=" + protocol, "--split=test", "--checkpoint=best",
+         "--output=" + eval_path, "--ks=" + ",".join(str(k) for k in ks)]
+        + list(eval_flags),
+        "evaluating %s on %s (seed %d, %s)" % (model, dataset, seed, protocol))
+    with open(eval_path) as f:
+      metrics = json.load(f)
+    scored.update(_prefixed(_metrics_at(metrics, ks), protocol))
   with open(os.path.join(model_dir, "validation.json")) as f:
     validation = json.load(f)
   with open(os.path.join(model_dir, "run.json")) as f:
@@ -205,15 +242,15 @@ def train_and_score(dataset, data_dir, model, seed, config, work_dir, extra_flag
   best = [r for r in validation if r.get("best")][-1]
   return {
       "dataset": dataset, "model": model, "seed": seed,
-      "metrics": _metrics_at(metrics, ks),
-      "valid": {k: v for k, v in best.items()
+      "metrics": scored,
+      "valid": {k: v for k, v in best["metrics"].items()
                 if "@" in k and isinstance(v, (int, float))},
       "num_users": metrics["num_users"],
       "epochs": run_info["trainer"]["epochs"], "best_epoch": best["epoch"],
       "train_seconds": round(train_seconds, 1),
       "eval_seconds": round(eval_seconds, 1),
       "config": os.path.relpath(config, REPO), "extra_flags": list(extra_flags),
-      "eval_flags": list(eval_flags),
+      "eval_flags": list(eval_flags), "protocols": list(protocols),
       "params": run_info["params"], "trainer": run_info["trainer"],
       "dataset_fingerprint": run_info["dataset_fingerprint"],
       "commit": _commit(),
@@ -237,7 +274,7 @@ def write_json(path, record):
 COLUMNS = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "HR@50", "HR@200", "coverage@50")
 # Flags that shape a table; the page's command repeats those not at default.
 _TABLE_FLAGS = ("configs", "results_dir", "output", "published", "title", "ks",
-                "columns", "compare_to", "test_columns", "eval_flag", "extra_flag")
+                "protocols", "columns", "compare_to", "test_columns", "eval_flag", "extra_flag")
 
 
 def reproduce_command(records, options=""):
@@ -270,6 +307,14 @@ def render(records, published, command="", title=FLAGS["title"].default,
            "Each cell is mean ± standard deviation over seeds (number of seeds "
            "in brackets); the epoch of each run is the one with the best "
            "validation NDCG@10." % results_dir.rstrip("/"), ""]
+  sampled = [p for p in eval_protocols.SAMPLED_PROTOCOLS
+             if any(c.startswith(p + "_") for c in columns)]
+  for protocol in sampled:
+    sampling, count = eval_protocols.SAMPLED_PROTOCOLS[protocol]
+    lines += ["Columns prefixed `%s_`: the test item ranked against %d "
+              "negatives drawn by %s sampling from the items the user never interacted "
+              "with, the same negatives for every model "
+              "(`dcg_tf.evaluation.protocols`)." % (protocol, count, sampling), ""]
   if command:
     lines += ["Command (DATA/<name>: the processed datasets, docs/results.md "
               "gives their preprocessing): `%s`" % command, ""]
@@ -378,6 +423,10 @@ def main(argv):
       configs[model] = os.path.join(FLAGS.configs, model + ".cfg")
       if not os.path.exists(configs[model]):
         raise app.UsageError("no flagfile %s for model %s" % (configs[model], model))
+    unknown = [p for p in FLAGS.protocols if p not in eval_protocols.PROTOCOLS]
+    if unknown or not FLAGS.protocols:
+      raise app.UsageError("--protocols=%s: choose from %s" % (
+          ",".join(FLAGS.protocols), ",".join(eval_protocols.PROTOCOLS)))
     seeds = [int(s) for s in FLAGS.seeds]
     ks = tuple(sorted({int(k) for k in FLAGS.ks}))
     # A non-neural baseline is deterministic: one run (seed 0) stands for all.
@@ -392,11 +441,12 @@ def main(argv):
       start = time.time()
       try:
         if model in NONNEURAL:
-          record = score_baseline(dataset, datasets[dataset], model, seed, ks)
+          record = score_baseline(dataset, datasets[dataset], model, seed, ks,
+                                  FLAGS.protocols)
         else:
           record = train_and_score(dataset, datasets[dataset], model, seed,
                                    configs[model], FLAGS.work_dir, FLAGS.extra_flag,
-                                   ks, FLAGS.eval_flag)
+                                   ks, FLAGS.eval_flag, FLAGS.protocols)
       except RuntimeError as e:  # one failed run does not stop the board
         failed.append("%s %s seed %d" % (dataset, model, seed))
         print("[%d/%d] FAILED: %s" % (number, len(todo), e), file=sys.stderr)

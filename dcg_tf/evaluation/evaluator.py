@@ -17,7 +17,10 @@ betas with the users encoded once.
 Result keys: `HR@K`, `Recall@K`, `NDCG@K`, `MRR`, `coverage@K`, `popularity@K`,
 `head_HR@K`, `head_Recall@K`, `tail_HR@K`, `tail_Recall@K`, `head_num_users`,
 `tail_num_users`, `num_users`. The sampled protocols rank M + 100 candidates,
-so only the K that fit (K <= 100 + M) are reported for them.
+so only the K that fit (K <= 100 + M) are reported for them. A multi-interest
+tower (one that returns a mask) also gets `AINPU`, the mean number of active
+interests, and `AINPU_by_activity`, its mean per log2 bucket of training
+events (`dcg_tf.evaluation.interest_activity`).
 """
 
 import sys
@@ -27,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcg_tf.data import records
+from dcg_tf.evaluation import interest_activity
 from dcg_tf.evaluation import metrics
 from dcg_tf.evaluation import popularity_correction
 from dcg_tf.evaluation import protocols
@@ -246,9 +250,9 @@ def _evaluation_inputs(user_tower_fn, item_embeddings, data, split, protocol,
     negatives = protocols.load_or_sample_negatives(
         candidates_dir or data.directory, split, protocol, users, interacted,
         data.num_items, data.split_item_count, data.fingerprint, seed=seed)
-  return dict(user_vectors=vectors, targets=targets,
-              exclude=earlier if exclude_train else None, negatives=negatives,
-              user_mask=mask)
+  return users, dict(user_vectors=vectors, targets=targets,
+                     exclude=earlier if exclude_train else None,
+                     negatives=negatives, user_mask=mask)
 
 
 def evaluate(user_tower_fn, item_embeddings, data, split="test", protocol="full",
@@ -304,14 +308,20 @@ def evaluate_betas(user_tower_fn, item_embeddings, data, betas, split="test",
     a list of metric dicts, one per entry of `betas` (in order), each as
     `evaluate(..., popularity_beta=beta)` returns it.
   """
-  inputs = _evaluation_inputs(user_tower_fn, item_embeddings, data, split,
-                              protocol, exclude_train, max_len, batch_size,
-                              candidates_dir, seed, progress)
-  return [evaluate_embeddings(
+  users, inputs = _evaluation_inputs(user_tower_fn, item_embeddings, data, split,
+                                     protocol, exclude_train, max_len, batch_size,
+                                     candidates_dir, seed, progress)
+  interests = {}
+  if inputs["user_mask"] is not None:
+    activity = interest_activity.training_activity(data)[users]      # [U]
+    interests = interest_activity.interest_activity_report(
+        inputs["user_mask"], activity)
+  return [dict(evaluate_embeddings(
       item_embeddings=item_embeddings, item_count=data.item_count,
       protocol=protocol, ks=ks, index=index,
       popularity_reference=popularity_reference, progress=progress,
-      popularity_beta=float(beta), head_fraction=head_fraction, **inputs)
+      popularity_beta=float(beta), head_fraction=head_fraction, **inputs),
+               **interests)
           for beta in betas]
 
 

@@ -12,7 +12,10 @@
 Both are scored under the same full-ranking protocol as the towers
 (`dcg_tf.evaluation.evaluator.evaluate`): every item ranked, the user's earlier
 items (training items and evaluation history) excluded, the targets kept, and
-the same metric functions (`dcg_tf.evaluation.metrics`).
+the same metric functions (`dcg_tf.evaluation.metrics`). `most_popular` is
+also scored under the sampled protocols (`popular100`, `uniform100`: the
+targets against the saved negatives, by training count, ties pessimistic;
+PCL-AISL's Table 1 MostPopular row).
 """
 
 import numpy as np
@@ -95,8 +98,18 @@ def rank_users(baseline, data, last_items, exclude, depth, transitions=None):
   return np.concatenate(ranked).astype(np.int64)
 
 
-def evaluate_baseline(baseline, data, split="test", ks=evaluator.DEFAULT_KS):
-  """Full-ranking metrics of a non-neural baseline (see the module docstring)."""
+def evaluate_baseline(baseline, data, split="test", ks=evaluator.DEFAULT_KS,
+                      protocol="full"):
+  """Metrics of a non-neural baseline (see the module docstring)."""
+  if protocol != "full":
+    if baseline != "most_popular":
+      raise ValueError("the %s baseline is scored under protocol full only, "
+                       "got %r" % (baseline, protocol))
+    # Score = training count: a one-coordinate user [1] against items [count].
+    counts = data.item_count[1:, None].astype(np.float32)          # [N, 1]
+    return evaluator.evaluate(
+        lambda batch: np.ones((np.shape(batch["user"])[0], 1), np.float32),
+        counts, data, split=split, protocol=protocol, ks=ks, progress=False)
   users, histories, targets = evaluator.read_eval_users(data, split)
   earlier = evaluator.earlier_items(data, users, histories, data.eval_file(split))
   exclude = [np.setdiff1d(e, t[t > 0]) for e, t in zip(earlier, targets)]

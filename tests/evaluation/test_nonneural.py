@@ -1,6 +1,7 @@
 """MostPopular and the first-order transition model vs a plain-Python reference."""
 
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -75,3 +76,25 @@ def test_evaluate_baseline_hit_rate_matches_reference(tiny):
     expected = np.mean([t in r[:k] for r, t in zip(reference, targets)])
     assert results["HR@%d" % k] == pytest.approx(expected)
   assert results["num_users"] == U
+
+
+def test_most_popular_under_uniform100_matches_reference(tmp_path):
+  # PCL-AISL Table 1's MostPopular row: the test target against the saved 100
+  # uniform negatives, ranked by training count; ties count against it.
+  directory = fixtures.write_tiny_dataset(str(tmp_path / "d"), num_users=30,
+                                          num_items=130, seed=7)
+  data, truth = ProcessedDataset.load(directory), fixtures.tiny_arrays(30, 130, seed=7)
+  got = nonneural.evaluate_baseline("most_popular", data, "test", ks=(10, 20),
+                                    protocol="uniform100")
+  popularity = collections.Counter(i for s in truth["sequences"]
+                                   for i in s["item"][:-2].tolist())
+  table = np.load(os.path.join(directory, "candidates_test_uniform100.npy"))
+  ranks = []
+  for row in table:
+    target = int(truth["sequences"][row[0] - 1]["item"][-1])
+    ranks.append(sum(popularity[int(n)] >= popularity[target] for n in row[1:]))
+  assert got["HR@10"] == pytest.approx(np.mean(np.array(ranks) < 10))
+  assert got["HR@20"] == pytest.approx(np.mean(np.array(ranks) < 20))
+  with pytest.raises(ValueError, match="transition baseline is scored under "
+                     "protocol full only"):
+    nonneural.evaluate_baseline("transition", data, "test", protocol="uniform100")

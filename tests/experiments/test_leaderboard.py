@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from tests.binaries import run_module
 from tests.data.fixtures import write_tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -105,3 +107,79 @@ def test_paper_table_columns_validation_figures_and_t_tests():
   test = [line for line in page.splitlines() if line.startswith("| cfm | base |")][0]
   assert "| Recall@50 | +0.0500 | 6.12 | 0.004 |" in test, test
   assert "transition" not in page
+
+
+def test_records_keep_ainpu_and_prefix_the_second_protocol():
+  from experiments import leaderboard  # pylint: disable=g-import-not-at-top
+  evaluation = {"HR@10": 0.5, "HR@200": 0.9, "MRR": 0.3, "AINPU": 3.25,
+                "AINPU_by_activity": [], "num_users": 7}
+  kept = leaderboard._metrics_at(evaluation, (10, 20))
+  assert kept == {"HR@10": 0.5, "AINPU": 3.25}
+  assert leaderboard._prefixed(kept, "full") == kept
+  assert leaderboard._prefixed(kept, "uniform100") == {"uniform100_HR@10": 0.5,
+                                                       "AINPU": 3.25}
+
+
+PCL_CONFIGS = os.path.join(ROOT, "experiments", "configs", "pcl_aisl")
+
+
+def test_pcl_aisl_flagfiles_name_registered_models_and_parameters():
+  from dcg_tf import configs  # pylint: disable=g-import-not-at-top
+  from dcg_tf.models import registry  # pylint: disable=g-import-not-at-top
+  configs.import_all()
+  budgets = set()
+  for name in sorted(os.listdir(PCL_CONFIGS)):
+    with open(os.path.join(PCL_CONFIGS, name)) as f:
+      lines = [line.strip() for line in f if line.strip()]
+    flags_ = [line for line in lines if not line.startswith("#")]
+    model = [line.split("=", 1)[1] for line in flags_ if line.startswith("--model=")]
+    assert len(model) == 1, name
+    params = dict(line[len("--param="):].split("=", 1) for line in flags_
+                  if line.startswith("--param="))
+    registry.resolve_params(model[0], params)        # unknown keys raise
+    if name.endswith("_k5.cfg"):
+      assert params["num_interests"] == "5", name
+    # The shared budget: every file starts with the same comment and flags.
+    budgets.add("\n".join(lines[:lines.index("--param=embedding_dim=32") + 1]))
+  assert len(budgets) == 1
+
+
+@pytest.mark.slow
+def test_pcl_aisl_table_config_runs_under_two_protocols(tmp_path):
+  """One epoch of comirec_sa from the table's flagfile; full + uniform100 scored."""
+  data_dir = write_tiny_dataset(str(tmp_path / "data"), num_users=24, num_items=130,
+                                seed=2)
+  results, runs = tmp_path / "results", tmp_path / "runs"
+  _board("--datasets=tiny=" + data_dir, "--models=comirec_sa", "--seeds=0",
+         "--configs=" + PCL_CONFIGS, "--work_dir=" + str(runs),
+         "--results_dir=" + str(results), "--output=" + str(tmp_path / "t1.md"),
+         "--published=", "--protocols=full,uniform100", "--ks=10,20",
+         "--columns=uniform100_HR@10,uniform100_NDCG@10,HR@20,AINPU",
+         "--extra_flag=--epochs=1", "--extra_flag=--batch_size=32",
+         "--extra_flag=--max_len=6", "--extra_flag=--param=embedding_dim=8")
+  record = json.loads((results / "tiny" / "comirec_sa" / "seed0.json").read_text())
+  model_dir = runs / "tiny" / "comirec_sa" / "seed0"
+  for protocol, prefix in (("full", ""), ("uniform100", "uniform100_")):
+    evaluation = json.loads((model_dir / ("test_%s.json" % protocol)).read_text())
+    assert evaluation["protocol"] == protocol
+    for key in ("HR@10", "NDCG@10", "HR@20"):
+      assert record["metrics"][prefix + key] == evaluation[key]
+  # The best epoch's validation metrics (validation.json: {"epoch", "step",
+  # "metrics", "best"}) are kept for the valid_ columns.
+  validation = json.loads((model_dir / "validation.json").read_text())
+  best = [r for r in validation if r.get("best")][-1]
+  assert record["valid"]["NDCG@10"] == best["metrics"]["NDCG@10"]
+  # ComiRec-SA keeps all K = 4 interests active for every user.
+  assert record["metrics"]["AINPU"] == 4.0 and record["protocols"] == [
+      "full", "uniform100"]
+  page = (tmp_path / "t1.md").read_text()
+  # One seed: the cell is the value and the seed count.
+  assert "| comirec_sa | %.4f (1) |" % record["metrics"]["uniform100_HR@10"] in page
+  assert "Columns prefixed `uniform100_`" in page
+  # The AINPU-by-activity PNG of the same run.
+  png = tmp_path / "ainpu.png"
+  run_module("experiments.evaluate", "--model_dir=" + str(model_dir),
+             "--checkpoint=best", "--output=" + str(tmp_path / "e.json"),
+             "--aisl_png=" + str(png))
+  assert png.read_bytes()[:4] == b"\x89PNG"
+  assert json.loads((tmp_path / "e.json").read_text())["AINPU_by_activity"]
