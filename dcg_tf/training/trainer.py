@@ -338,7 +338,17 @@ class Trainer:
         dataset.with_options(options))
 
   def _distributed_step(self, batch):
-    outputs = self.strategy.run(self.model.train_step, args=(batch,))
+    devices = self.strategy.extended.worker_devices
+
+    def replica_step(batch):
+      if len(devices) == 1:
+        # MultiWorkerMirroredStrategy, one device per worker: traced without
+        # a device, its all_gather fails ("destinations can not be empty").
+        with tf.device(devices[0]):
+          return self.model.train_step(batch)
+      return self.model.train_step(batch)
+
+    outputs = self.strategy.run(replica_step, args=(batch,))
     return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
                                        axis=None)
             for name, value in outputs.items()}

@@ -169,3 +169,29 @@ def test_multi_worker_two_tower_equals_one_device_and_resumes(data_dir, tmp_path
   with open(out + ".json") as f:
     history = json.load(f)["history"]
   assert [step["step"] for step in history] == [3, 4]     # resumed at step 2
+
+
+@pytest.mark.slow
+def test_parameter_server_sharded_table_equals_one_device(data_dir, tmp_path):
+  # 1 worker + 2 parameter servers in one process (TensorFlow's in-process
+  # cluster); the item id table (31 rows) is cut into 2 shards on different
+  # servers, started from the one-device initial weights.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "ps")
+  _run("parameter_server", data_dir, str(tmp_path / "one"), out, "two_tower",
+       {"embedding_dim": 8}, steps=4)
+  with open(out + ".json") as f:
+    result = json.load(f)
+  devices = sorted(result["shards"].values())
+  assert len(devices) == 2 and "/job:ps/replica:0/task:0" in devices[0]
+  assert "/job:ps/replica:0/task:1" in devices[1]
+  np.testing.assert_allclose(result["losses"], result["one_losses"], rtol=1e-5)
+  one = tf.train.load_checkpoint(out + "_one.ckpt")
+  sharded = tf.train.load_checkpoint(out + ".ckpt")
+  keys = [k for k in one.get_variable_to_shape_map() if k.startswith("model/")]
+  assert set(keys) == {k for k in sharded.get_variable_to_shape_map()
+                       if k.startswith("model/")}
+  assert any("id_embedding" in k for k in keys)
+  for key in keys:   # weights and LazyAdam slots, the table saved whole
+    np.testing.assert_allclose(sharded.get_tensor(key), one.get_tensor(key),
+                               rtol=1e-5, atol=1e-6, err_msg=key)
