@@ -38,6 +38,13 @@ def all_gather(tensor):
   """
   if num_replicas() == 1:
     return tensor
+  devices = tf.distribute.get_strategy().extended.worker_devices
+  if len(devices) == 1:
+    # MultiWorkerMirroredStrategy with one device per worker: a traced
+    # tensor without a device fails its all_gather ("destinations can not
+    # be empty"), so the input is placed on the worker's device.
+    with tf.device(devices[0]):
+      tensor = tf.identity(tensor)
   return tf.distribute.get_replica_context().all_gather(tensor, axis=0)
 
 
