@@ -23,6 +23,13 @@ TensorBoard (`valid/`) and `validation.json`, and the epoch with the best
 `--best_metric` (default HR@10) is kept in `checkpoints/best`, which
 `experiments.evaluate` and `experiments.export` read with `--checkpoint=best`
 (model selection on validation, as SASRec and BERT4Rec do).
+
+`--strategy=mirrored` (with `--logical_cpus=N` on a machine without
+accelerators) or `--strategy=multi_worker` (one process per worker, each with
+its TF_CONFIG) trains under `tf.distribute`: `--batch_size` is the global
+batch, split over the replicas, and `--negatives=global` (default) gathers
+the in-batch and queue negatives from every replica so that the loss is the
+one-device loss (docs/scale.md, "Training past one machine").
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
@@ -39,6 +46,7 @@ from dcg_tf import configs
 from dcg_tf.data.dataset import ProcessedDataset
 from dcg_tf.models import registry
 from dcg_tf.training import checkpoint
+from dcg_tf.training import distribute
 from dcg_tf.training import experiment as experiment_lib
 from dcg_tf.training import trainer as trainer_lib
 
@@ -102,6 +110,20 @@ flags.DEFINE_bool("allow_flag_changes", False,
                   "need no permission); the change is recorded in run.json "
                   "under trainer_changes.")
 
+flags.DEFINE_enum("strategy", "none", list(distribute.STRATEGIES),
+                  "tf.distribute strategy: none (one device), mirrored (the "
+                  "devices of this machine), multi_worker (one process per "
+                  "worker, cluster in TF_CONFIG); parameter_server: see "
+                  "docs/scale.md.")
+flags.DEFINE_integer("logical_cpus", 0,
+                     "With --strategy=mirrored: split the CPU into this many "
+                     "logical devices and mirror over them (0: the default "
+                     "devices).")
+flags.DEFINE_enum("negatives", "global", ["global", "replica"],
+                  "Under a strategy with several replicas: in-batch and queue "
+                  "negatives from the global batch (the one-device loss) or "
+                  "from each replica's own rows.")
+
 _SHORTCUTS = ("user_encoder", "embedding_dim", "temperature", "queue_size")
 
 
@@ -155,6 +177,11 @@ def describe(name):
 
 def main(argv):
   del argv
+  # Before any TensorFlow op: a strategy sets up the devices and the cluster.
+  strategy = None
+  if not (FLAGS.list_models or FLAGS.describe):
+    strategy = distribute.make_strategy(FLAGS.strategy,
+                                        logical_cpus=FLAGS.logical_cpus)
   configs.import_all()
   if FLAGS.list_models:
     for name in registry.list_experiments():
@@ -172,7 +199,8 @@ def main(argv):
       steps=FLAGS.steps, seed=FLAGS.seed, all_prefixes=FLAGS.all_prefixes,
       last_cut=FLAGS.last_cut, checkpoint_every=FLAGS.checkpoint_every,
       progress=FLAGS.progress, validate_every=FLAGS.validate_every,
-      best_metric=FLAGS.best_metric if FLAGS.validate_every else "")
+      best_metric=FLAGS.best_metric if FLAGS.validate_every else "",
+      negatives=FLAGS.negatives)
   # The same run as from Python: run.json, seeds, model, optimizer, Trainer.
   trainer = experiment_lib.build_trainer(
       FLAGS.model, data, FLAGS.model_dir, params=parse_overrides(), config=config,
@@ -180,7 +208,9 @@ def main(argv):
       train_on_valid=FLAGS.train_on_valid,
       validation_protocol=FLAGS.validation_protocol,
       allow_flag_changes=FLAGS.allow_flag_changes,
-      train_fraction=FLAGS.train_fraction)
+      train_fraction=FLAGS.train_fraction, strategy=strategy)
+  if not distribute.is_chief(strategy):
+    return _train(trainer)
   # After run.json: a refused rerun leaves the run's flags.txt untouched.
   with open(os.path.join(FLAGS.model_dir, "flags.txt"), "w") as f:
     f.write(FLAGS.flags_into_string())
@@ -189,6 +219,10 @@ def main(argv):
       FLAGS.model, FLAGS.data_dir, data.num_users, data.num_items, FLAGS.model_dir),
         file=sys.stderr)
   print("parameters: %s" % json.dumps(params, sort_keys=True), file=sys.stderr)
+  return _train(trainer)
+
+
+def _train(trainer):
   try:
     metrics = trainer.train()
   except trainer_lib.NonFiniteLossError as e:

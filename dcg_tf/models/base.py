@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from dcg_tf._keras import keras
+from dcg_tf.losses import cross_replica
 
 
 class RetrievalModel(keras.Model):
@@ -21,6 +22,12 @@ class RetrievalModel(keras.Model):
       (SASRec's training; needs a user tower with `sequence_output`), instead
       of one query per example. See `queries_and_targets`.
   """
+
+  # Under a tf.distribute strategy with several replicas in sync: True, the
+  # in-batch and queue negatives are the global batch's
+  # (`dcg_tf.losses.cross_replica`); False, each replica's own rows only. The
+  # trainer sets it (`TrainerConfig.negatives`); one replica ignores it.
+  cross_replica_negatives = True
 
   def __init__(self, user_tower, item_tower, all_positions=False, **kwargs):
     super().__init__(**kwargs)
@@ -146,17 +153,50 @@ class RetrievalModel(keras.Model):
     del data, seed
     return []
 
+  def gather_negatives(self, tensor):
+    """The global batch of `tensor` [b, ...] when negatives are cross-replica.
+
+    `dcg_tf.losses.cross_replica.all_gather` ([R b, ...], replica order)
+    under a strategy with R > 1 replicas in sync and
+    `cross_replica_negatives`; otherwise `tensor` itself (one device, or
+    per-replica negatives).
+    """
+    if not self.cross_replica_negatives:
+      return tensor
+    return cross_replica.all_gather(tensor)
+
   def train_step(self, data):
+    """One optimizer step; under a strategy, one replica's part of it.
+
+    With R > 1 replicas in sync each replica's loss is scaled by 1/R and the
+    gradients are summed across replicas before the hooks and the optimizer
+    see them, so every replica applies the same global gradient (that of the
+    mean of the replicas' losses: the global batch's loss for equal splits)
+    and writes the same values into the training-only state (queues,
+    momentum encoders: mirrored variables each replica updates in place).
+    With one replica the step is the plain one.
+    """
+    replicas = cross_replica.num_replicas()
     with tf.GradientTape() as tape:
       outputs = self.total_loss(data, training=True)
       loss = outputs["loss"]
       if self.losses:
         loss = loss + tf.add_n(self.losses)
+      scaled = loss if replicas == 1 else loss / replicas
     variables = self.trainable_variables
-    gradients = tape.gradient(loss, variables)
+    gradients = tape.gradient(scaled, variables)
     grads_and_vars = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+    if replicas > 1:
+      context = tf.distribute.get_replica_context()
+      summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  [g for g, _ in grads_and_vars])
+      grads_and_vars = [(g, v) for g, (_, v) in zip(summed, grads_and_vars)]
     self.before_apply_gradients(grads_and_vars)
-    self.optimizer.apply_gradients(grads_and_vars)
+    if replicas > 1:
+      self.optimizer.apply_gradients(grads_and_vars,
+                                     experimental_aggregate_gradients=False)
+    else:
+      self.optimizer.apply_gradients(grads_and_vars)
     self.after_train_step()
     return dict(outputs, loss=loss)
 

@@ -11,6 +11,17 @@ computed, so they are negatives of the other rows of the batch (with gradient)
 and a queued copy of a row's own positive is masked as an accidental hit.
 Optional: a MoCo key encoder filling the cached queue (Table 7) and the u2u
 auxiliary task (section 4.2.2, appendix B.4).
+
+Under a `tf.distribute` strategy with R replicas in sync (u2i only, one query
+per example, `num_negatives=None`), every replica all-gathers the global
+batch's targets and positives: the queue enqueues the global batch once per
+step, in replica order, identically on every replica (its buffer is a
+mirrored variable that each replica writes in place with the same values),
+and a momentum key encoder encodes the global batch on every replica, so its
+update is the same everywhere and happens once per step. With
+`cross_replica_negatives` the live negatives are the global batch's rows;
+without, only the replica's own (the other replicas' rows are masked), while
+the queue stays global.
 """
 
 import tensorflow as tf
@@ -18,6 +29,7 @@ import tensorflow as tf
 from dcg_tf.training_state.momentum_encoder import MomentumEncoder
 from dcg_tf.training_state.queue import FIFOQueue
 from dcg_tf.losses import corrections
+from dcg_tf.losses import cross_replica
 from dcg_tf.losses.queue_contrastive import queue_contrastive
 from dcg_tf.models.base import RetrievalModel
 
@@ -174,20 +186,38 @@ class CLRecModel(RetrievalModel):
     return (tf.concat([positive, cached], 0), tf.concat([ones, valid], 0),
             tf.concat([target, ids], 0))
 
-  def _hit_ids(self, positive_ids, negative_ids):
+  def _hit_ids(self, positive_ids, negative_ids, num_live=None):
     """Ids for `queue_contrastive`'s masking, present batch first in negatives.
 
     With accidental-hit removal: the real ids. Without: row b's own live slot
     must still be excluded (it is the numerator, not a negative), so rows get
-    ids -1..-B, their live slots the same, and queue slots id 0.
+    ids -1..-B, their live slots the same, and queue slots id 0. Under a
+    strategy (`num_live` = G, the global batch in front of the negatives)
+    row b of replica r is global row r B + b.
     """
     if self.remove_accidental_hits:
       return positive_ids, negative_ids
     batch_size = tf.shape(positive_ids, out_type=tf.int64)[0]
-    rows = -1 - tf.range(batch_size, dtype=tf.int64)                # [B]
-    queued = tf.zeros(tf.shape(negative_ids, out_type=tf.int64)[0] - batch_size,
-                      tf.int64)                                    # [Q' - B]
-    return rows, tf.concat([rows, queued], 0)
+    if num_live is None:
+      rows = -1 - tf.range(batch_size, dtype=tf.int64)              # [B]
+      live = rows
+    else:
+      rows = -1 - cross_replica.global_rows(batch_size)             # [B]
+      live = -1 - tf.range(num_live, dtype=tf.int64)                # [G]
+    queued = tf.zeros(tf.shape(negative_ids, out_type=tf.int64)[0]
+                      - tf.shape(live, out_type=tf.int64)[0], tf.int64)  # [Q' - G]
+    return rows, tf.concat([live, queued], 0)
+
+  def _check_distributable(self):
+    unsupported = [name for name, used in (
+        ("all_positions", self.all_positions),
+        ("num_negatives", self.num_negatives is not None),
+        ("u2u_weight", self.u2u_weight > 0)) if used]
+    if unsupported:
+      raise ValueError(
+          "CLRecModel: %s not supported yet under a tf.distribute strategy with "
+          "several replicas (docs/scale.md); train on one device"
+          % ", ".join(unsupported))
 
   def _cap_negatives(self, valid, num_live):
     """Per-row mask [P, P + C]: `num_negatives` candidates per row.
@@ -316,6 +346,8 @@ class CLRecModel(RetrievalModel):
     # queue still receives the batch's B targets, its positives (section 3.1).
     query, positive_ids = self.queries_and_targets(inputs, training)  # [P, D], [P]
     positive = self.item_tower(positive_ids, training=training)    # [P, D]
+    if cross_replica.num_replicas() > 1:
+      self._check_distributable()       # refuses all_positions (and so enqueue_positions)
     if self.enqueue_positions:
       # The queue receives the positions' positives (the last C of them).
       enqueued = positive_ids[-self.queue_size:]                   # [E]
@@ -324,9 +356,22 @@ class CLRecModel(RetrievalModel):
     else:
       batch_positive = (self.item_tower(target, training=training)
                         if self.all_positions else positive)       # [B, D]
-      enqueued = target                                            # [B]
+      num_live = None
+      if cross_replica.num_replicas() > 1:
+        local_size = tf.shape(target, out_type=tf.int64)[0]
+        target = cross_replica.all_gather(target)                  # [G]
+        batch_positive = cross_replica.all_gather(batch_positive)  # [G, D]
+        num_live = tf.shape(target, out_type=tf.int64)[0]
+      enqueued = target                                            # [B] or [G]
       negatives, valid, ids = self._item_negatives(target, batch_positive,
                                                    training)       # [B + C]
+      if num_live is not None and not self.cross_replica_negatives:
+        # Per-replica negatives: the other replicas' live rows are masked (the
+        # queue, which they entered, stays global).
+        mine = tf.scatter_nd(cross_replica.global_rows(local_size)[:, None],
+                             tf.ones([local_size], tf.bool), [num_live])  # [G]
+        rest = tf.ones(tf.shape(valid, out_type=tf.int64)[0] - num_live, tf.bool)
+        valid = tf.logical_and(valid, tf.concat([mine, rest], 0))  # [G + C]
     if self.all_positions:
       # Every position's positive is also a live negative of the other rows
       # (Figure 1a within the batch), in place of the enqueued items' live
@@ -338,7 +383,7 @@ class CLRecModel(RetrievalModel):
       ids = tf.concat([positive_ids, ids[b:]], 0)                  # [P + C]
     if self.num_negatives is not None:
       valid = self._cap_negatives(valid, tf.shape(positive_ids)[0])  # [P, P + C]
-    positive_ids, negative_ids = self._hit_ids(positive_ids, ids)
+    positive_ids, negative_ids = self._hit_ids(positive_ids, ids, num_live)
     u2i, logits, _ = queue_contrastive(
         query, positive, negatives, valid, positive_ids, negative_ids,
         self.temperature, return_logits=True)                      # [P], [P, 1 + P + C]

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from dcg_tf.losses import corrections
+from dcg_tf.losses import cross_replica
 from dcg_tf.losses.in_batch_softmax import in_batch_softmax
 from dcg_tf.models.base import RetrievalModel
 
@@ -14,7 +15,9 @@ class TwoTowerModel(RetrievalModel):
   `tasks.Retrieval`): logits `<u_i, v_j> / temperature`, minus `log q(v_j)` when
   `logq_correction` (items enter a batch with probability ~ their training
   frequency), with accidental hits (the same item elsewhere in the batch)
-  removed when `remove_accidental_hits`.
+  removed when `remove_accidental_hits`. Under a `tf.distribute` strategy
+  with `cross_replica_negatives`, each replica's queries score the candidates
+  of the whole global batch (ids and log-Q with them), as on one device.
 
   Args:
     user_tower, item_tower: the towers (see `build_towers`).
@@ -45,6 +48,18 @@ class TwoTowerModel(RetrievalModel):
   def compute_loss(self, inputs, training=False):
     query, target = self.queries_and_targets(inputs, training)  # [P, D], [P]
     candidates = self.encode_candidates(target, training)          # [P, D]
+    gathered = self.gather_negatives(candidates)
+    if gathered is not candidates:
+      # Under a strategy: every replica's rows are candidates, this
+      # replica's first (its positives stay column i of row i).
+      if self.all_positions:
+        raise ValueError(
+            "TwoTowerModel: all_positions has a different number of positions "
+            "per replica, which cross-replica negatives do not support yet; "
+            "train it with --negatives=replica or on one device")
+      candidates = cross_replica.local_first(candidates, gathered)  # [G, D]
+      target = cross_replica.local_first(
+          target, cross_replica.all_gather(target))                 # [G]
     probability = None
     if self.logq_correction and self._log_q is not None:
       probability = tf.exp(tf.gather(self._log_q, target))         # [P]

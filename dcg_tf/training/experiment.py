@@ -25,6 +25,7 @@ no registered experiment and so no run.json: export its towers with
 `dcg_tf.serving.export.export_towers` (docs/notebooks/quickstart.ipynb).
 """
 
+import contextlib
 import os
 
 import dcg_tf
@@ -33,6 +34,7 @@ from dcg_tf import optimizers
 from dcg_tf.errors import InputError
 from dcg_tf.models import registry
 from dcg_tf.training import checkpoint
+from dcg_tf.training import distribute
 from dcg_tf.training import trainer as trainer_lib
 
 
@@ -65,7 +67,7 @@ def validation_fn(data, protocol, max_len):
 def build_trainer(experiment, data, model_dir, params=None, config=None,
                   optimizer="lazy_adam", learning_rate=1e-3, train_on_valid=False,
                   validation_protocol="popular100", allow_flag_changes=False,
-                  train_fraction=1.0):
+                  train_fraction=1.0, strategy=None):
   """Writes `model_dir/run.json` and returns a `Trainer` for the experiment.
 
   Args:
@@ -89,6 +91,9 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
       settings (the change is recorded; `checkpoint.write_run_info`).
     train_fraction: train on this uniform share of the training events
       (`ProcessedDataset.with_train_fraction`, SSL-CFM's Table 3); 1 = all.
+    strategy: None (one device) or a `tf.distribute.Strategy`
+      (`dcg_tf.training.distribute.make_strategy`): the model and optimizer
+      are created under its scope; only the chief writes run.json.
 
   Returns:
     The `Trainer`; `trainer.model` is the model, `trainer.train()` trains.
@@ -143,8 +148,16 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
   task_modules = registry.auxiliary_task_modules(params)
   if task_modules:   # plug-in tasks to import when the run is restored
     info["auxiliary_task_modules"] = task_modules
-  checkpoint.write_run_info(model_dir, info,
-                            allow_trainer_changes=allow_flag_changes)
-  model = registry.build_model(experiment, params, data)
-  return trainer_lib.Trainer(model, optimizers.get_optimizer(optimizer, learning_rate),
-                             data, model_dir, config, validate_fn=validate_fn)
+  if strategy is not None:
+    info["trainer"].update(strategy=type(strategy).__name__,
+                           replicas=strategy.num_replicas_in_sync,
+                           negatives=config.negatives)
+  if distribute.is_chief(strategy):
+    checkpoint.write_run_info(model_dir, info,
+                              allow_trainer_changes=allow_flag_changes)
+  scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+  with scope:
+    model = registry.build_model(experiment, params, data)
+    optimizer = optimizers.get_optimizer(optimizer, learning_rate)
+  return trainer_lib.Trainer(model, optimizer, data, model_dir, config,
+                             validate_fn=validate_fn, strategy=strategy)

@@ -33,14 +33,28 @@ of metrics (e.g. HR@10 on the validation split,
 the best epoch so far are kept in `model_dir/checkpoints/best` (model only;
 `dcg_tf.training.checkpoint.load_trained_model(..., checkpoint="best")`), and
 the best value is part of the training checkpoint, so a resumed run keeps it.
+
+Under a `tf.distribute` strategy (`strategy=`, built by
+`dcg_tf.training.distribute.make_strategy`; the model and optimizer created
+under its scope) the loop is the same, except that each global batch of the
+same pipeline is split over the replicas (`experimental_distribute_dataset`),
+`strategy.run` runs the model's `train_step` on every replica and the
+metrics are averaged over them. Every worker restores the chief's newest
+checkpoint; checkpoints, TensorBoard logs and validation records are written
+by the chief only (the other workers save into a temporary folder that they
+delete, as TensorFlow's multi-worker guide does). docs/scale.md, "Training
+past one machine".
 """
 
 import json
 
+import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -50,6 +64,7 @@ from dcg_tf._keras import keras
 from dcg_tf.data import pipeline
 from dcg_tf.errors import InputError
 from dcg_tf.training import checkpoint as checkpoint_lib
+from dcg_tf.training import distribute
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,6 +87,9 @@ class TrainerConfig:
   progress: bool = True
   validate_every: int = 0   # epochs between validations; 0: never.
   best_metric: str = ""     # with validation: keep the checkpoint maximising it.
+  # Under a strategy with several replicas: "global" (in-batch and queue
+  # negatives gathered from every replica) or "replica" (each replica's own).
+  negatives: str = "global"
 
 
 def steps_per_epoch(data, config):
@@ -171,12 +189,29 @@ class Trainer:
     config: a `TrainerConfig`.
     validate_fn: optional `model -> {metric: float}`, called after every
       `config.validate_every`-th epoch.
+    strategy: None (one device), or a `tf.distribute.Strategy` under whose
+      scope `model` and `optimizer` were created
+      (`dcg_tf.training.distribute.make_strategy`); `config.batch_size` is
+      then the global batch, split evenly over the replicas.
   """
 
-  def __init__(self, model, optimizer, data, model_dir, config, validate_fn=None):
+  def __init__(self, model, optimizer, data, model_dir, config, validate_fn=None,
+               strategy=None):
     if config.validate_every and validate_fn is None:
       raise ValueError("TrainerConfig.validate_every=%d needs a validate_fn"
                        % config.validate_every)
+    if config.negatives not in ("global", "replica"):
+      raise InputError("TrainerConfig.negatives (--negatives) must be 'global' "
+                       "or 'replica', got %r" % (config.negatives,))
+    self.strategy = strategy
+    self.is_chief = distribute.is_chief(strategy)
+    if strategy is not None:
+      replicas = strategy.num_replicas_in_sync
+      if config.batch_size % replicas:
+        raise InputError("--batch_size=%d is the global batch and must split "
+                         "evenly over the %d replicas of the strategy"
+                         % (config.batch_size, replicas))
+      model.cross_replica_negatives = config.negatives == "global"
     self.validate_fn = validate_fn
     self.model = model
     self.optimizer = optimizer
@@ -184,6 +219,8 @@ class Trainer:
     self.model_dir = model_dir
     self.config = config
     model.optimizer = optimizer
+    # The loop's own counters are host variables, outside any strategy scope:
+    # every worker keeps its copy and moves it the same way.
     self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -198,11 +235,23 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(model_dir, "checkpoints"),
         max_to_keep=config.keep_checkpoints)
+    best_dir = os.path.join(model_dir, "checkpoints", "best")
+    self._worker_dir = None
+    self._save_manager = self.manager
+    if not self.is_chief:
+      # Every worker saves (a save may need all of them), only the chief's
+      # checkpoints are kept; the others write here and delete it.
+      self._worker_dir = tempfile.mkdtemp(prefix="dcg_tf_worker_checkpoints_")
+      self._save_manager = tf.train.CheckpointManager(
+          self.checkpoint, self._worker_dir, max_to_keep=1)
+      best_dir = os.path.join(self._worker_dir, "best")
     self.best_manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model), os.path.join(model_dir, "checkpoints", "best"),
-        max_to_keep=1)
+        tf.train.Checkpoint(model=model), best_dir, max_to_keep=1)
     self.validation_path = os.path.join(model_dir, "validation.json")
-    self._train_fn = tf.function(model.train_step, reduce_retracing=True)
+    if strategy is None:
+      self._train_fn = tf.function(model.train_step, reduce_retracing=True)
+    else:
+      self._train_fn = tf.function(self._distributed_step, reduce_retracing=True)
     self.history = []
     self.corrupt_checkpoints = []
 
@@ -243,14 +292,71 @@ class Trainer:
         "the start" % (self.model_dir, ", ".join(corrupt)))
 
   def _first_batch(self):
-    return next(iter(training_dataset(self.model, self.data, self.config, 0)))
+    """Batch 0 of epoch 0; under a strategy, split over the replicas."""
+    return next(iter(self._distribute(
+        training_dataset(self.model, self.data, self.config, 0))))
+
+  def _scope(self):
+    if self.strategy is None:
+      return contextlib.nullcontext()
+    return self.strategy.scope()
 
   def _build(self, batch):
-    """Creates every variable (model and optimizer slots) before a restore."""
-    if not self.model.built:
-      self.model.total_loss(batch, training=False)
-      self.model.built = True
-    self.optimizer.build(self.model.trainable_variables)
+    """Creates every variable (model and optimizer slots) before a restore.
+
+    Under a strategy `batch` is a distributed batch, each replica's part
+    evaluated in a replica context (where the variables are created
+    mirrored and a momentum encoder can take the gradients it inspects),
+    and the optimizer slots are created under the scope.
+    """
+    if self.strategy is None:
+      if not self.model.built:
+        self.model.total_loss(batch, training=False)
+        self.model.built = True
+      self.optimizer.build(self.model.trainable_variables)
+      return
+    with self.strategy.scope():
+      if not self.model.built:
+        self.strategy.run(lambda b: self.model.total_loss(b, training=False),
+                          args=(batch,))
+        self.model.built = True
+      self.optimizer.build(self.model.trainable_variables)
+
+  def _distribute(self, dataset):
+    """Splits each global batch over the replicas (identity without strategy).
+
+    Data sharding: worker w of W takes the w-th per-worker slice of every
+    global batch, so the replicas of all workers see exactly the global
+    batches of the one-device run.
+    """
+    if self.strategy is None:
+      return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return self.strategy.experimental_distribute_dataset(
+        dataset.with_options(options))
+
+  def _distributed_step(self, batch):
+    devices = self.strategy.extended.worker_devices
+
+    def replica_step(batch):
+      if len(devices) == 1:
+        # MultiWorkerMirroredStrategy, one device per worker: traced without
+        # a device, its all_gather fails ("destinations can not be empty").
+        with tf.device(devices[0]):
+          return self.model.train_step(batch)
+      return self.model.train_step(batch)
+
+    outputs = self.strategy.run(replica_step, args=(batch,))
+    return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
+                                       axis=None)
+            for name, value in outputs.items()}
+
+  def _save(self, manager, step):
+    manager.save(checkpoint_number=step)
+    if not self.is_chief:
+      shutil.rmtree(self._worker_dir, ignore_errors=True)
 
   def steps_per_epoch(self):
     """Batches per epoch, as `pipeline.train_dataset` forms them."""
@@ -265,10 +371,13 @@ class Trainer:
             % (restored, ", the newest intact checkpoint" if self.corrupt_checkpoints
                else "", int(self.global_step), int(self.epoch),
                int(self.step_in_epoch)), file=sys.stderr)
-    writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
+    if self.is_chief:
+      writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "logs"))
+    else:
+      writer = tf.summary.create_noop_writer()
     per_epoch = self.steps_per_epoch()
     callbacks = list(self.model.training_callbacks(self.data, config.seed))
-    if callbacks and not self.model.built:
+    if (callbacks or self.strategy is not None) and not self.model.built:
       # A refresh reads the weights: create them (as the first batch would).
       self._build(self._first_batch())
     for callback in callbacks:
@@ -285,6 +394,7 @@ class Trainer:
       ds = training_dataset(self.model, self.data, config, epoch)
       if skip:
         ds = ds.skip(skip)
+      ds = self._distribute(ds)
       bar = _Progress(per_epoch, "epoch %d/%d" % (epoch + 1, config.epochs),
                       config.progress)
       done = skip
@@ -313,7 +423,7 @@ class Trainer:
           self.history.append(dict(metrics, step=step))
         bar.update(done, metrics)
         if step % config.checkpoint_every == 0:
-          self.manager.save(checkpoint_number=step)
+          self._save(self._save_manager, step)
       bar.close(done, metrics)
       if not stop:
         for callback in callbacks:
@@ -323,7 +433,7 @@ class Trainer:
           self._validate(epoch, writer)
         self.epoch.assign_add(1)
         self.step_in_epoch.assign(0)
-      self.manager.save(checkpoint_number=int(self.global_step))
+      self._save(self._save_manager, int(self.global_step))
     writer.flush()
     return metrics
 
@@ -351,8 +461,10 @@ class Trainer:
                        % (best, sorted(values)))
       if values[best] > float(self.best_value):
         self.best_value.assign(values[best])
-        self.best_manager.save(checkpoint_number=step)
+        self._save(self.best_manager, step)
         record["best"] = True
+    if not self.is_chief:
+      return
     # A resumed run may repeat an epoch: its earlier record is replaced.
     history = [r for r in self.validation_history() if r["epoch"] <= epoch]
     history.append(record)

@@ -62,7 +62,9 @@ class FIFOQueue(keras.layers.Layer):
     # so slot size+k (mod C) held a real entry iff size + k >= C.
     k = tf.range(batch, dtype=tf.int64)
     dequeued_valid = self.size + k >= self.capacity                             # [B]
-    self.buffer.scatter_nd_update(slots[:, None], values)
+    # `scatter_update` (not `scatter_nd_update`): a mirrored variable under a
+    # tf.distribute strategy supports it in a replica context.
+    self.buffer.scatter_update(tf.IndexedSlices(values, slots))
     self.pointer.assign((self.pointer + batch) % self.capacity)
     self.size.assign(tf.minimum(self.size + batch, self.capacity))
     return dequeued, dequeued_valid

@@ -21,9 +21,11 @@ class FeatureEmbedding(keras.layers.Layer):
   axis with `combiner` over the non-padding values: `mean` divides by their
   count, `sum` adds them; a row with no valid value gives zeros.
 
-  Lookups use `tf.gather`, so the gradient with respect to the table is a
-  `tf.IndexedSlices` touching only the looked-up rows (what the lazy row-wise
-  optimizers in `dcg_tf.optimizers` need).
+  Lookups use `tf.nn.embedding_lookup` (a `tf.gather` on one table), so the
+  gradient with respect to the table is a `tf.IndexedSlices` touching only
+  the looked-up rows (what the lazy row-wise optimizers in `dcg_tf.optimizers`
+  need); a table sharded over parameter servers (`tf.distribute.ShardedVariable`,
+  `dcg_tf.training.parameter_server`) is read shard by shard.
 
   Args:
     vocab_size: rows of the table, including row 0 (padding/unknown): the
@@ -75,7 +77,7 @@ class FeatureEmbedding(keras.layers.Layer):
     values = tf.cast(values, tf.int64)
     valid = tf.logical_and(values > 0, values < self.vocab_size)        # [...]
     safe = tf.where(valid, values, tf.zeros_like(values))               # [...]
-    vectors = tf.gather(self.embeddings, safe)                          # [..., D]
+    vectors = tf.nn.embedding_lookup(self.embeddings, safe)             # [..., D]
     vectors = vectors * tf.cast(valid, vectors.dtype)[..., None]        # [..., D]
     return vectors, valid
 

@@ -1,0 +1,197 @@
+"""tf.distribute: R replicas x B/R rows train as 1 device x B rows.
+
+The reference is the one-device trainer (the code path every other test
+pins): with negatives gathered across replicas, the losses of each step and
+the weights (optimizer slots included) after a few steps must be the
+one-device ones within float tolerance (the summed gradients differ only in
+the order of their float additions). Per-replica negatives must change the
+loss, and their count per row is worked out by hand. Each run is a
+subprocess (`tests/training/strategy_run.py`): logical devices and TF_CONFIG
+must be set before TensorFlow starts.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.binaries import REPO
+from tests.data.fixtures import write_tiny_dataset
+
+RUNNER = os.path.join(REPO, "tests", "training", "strategy_run.py")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return write_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "data"),
+                            num_users=40, num_items=30)
+
+
+def _env(**extra):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1",
+             PYTHONPATH=REPO, **extra)
+  env.pop("TF_CONFIG", None)
+  env.update(extra)
+  return env
+
+
+def _runner_args(strategy, data_dir, model_dir, out, experiment, params, **flags):
+  args = [sys.executable, RUNNER, "--strategy", strategy, "--data_dir", data_dir,
+          "--model_dir", model_dir, "--out", out, "--experiment", experiment,
+          "--params", json.dumps(params)]
+  for key, value in flags.items():
+    args += ["--" + key, value if isinstance(value, str) else json.dumps(value)]
+  return args
+
+
+def _run(*args, **flags):
+  proc = subprocess.run(_runner_args(*args, **flags), cwd=REPO, env=_env(),
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def _load(out):
+  with open(out + ".json") as f:
+    history = json.load(f)["history"]
+  return np.load(out + ".npz"), history
+
+
+def _assert_same_run(out_a, out_b, atol=2e-5):
+  weights_a, history_a = _load(out_a)
+  weights_b, history_b = _load(out_b)
+  steps_b = {step["step"]: step for step in history_b}
+  assert history_a and all(step["step"] in steps_b for step in history_a)
+  for step_a in history_a:
+    step_b = steps_b[step_a["step"]]
+    assert step_a["loss"] == pytest.approx(step_b["loss"], rel=1e-5), step_a
+    assert step_a["negatives_per_row"] == step_b["negatives_per_row"]
+  assert len(weights_a.files) == len(weights_b.files)
+  for key_a, key_b in zip(sorted(weights_a.files), sorted(weights_b.files)):
+    assert key_a.split(":")[0] == key_b.split(":")[0]
+    np.testing.assert_allclose(weights_a[key_a], weights_b[key_b], rtol=1e-4,
+                               atol=atol, err_msg=key_a)
+
+
+@pytest.mark.slow
+def test_mirrored_two_tower_equals_one_device_and_replica_negatives_differ(
+    data_dir, tmp_path):
+  # two_tower: in-batch softmax with log-Q and accidental hits, LazyAdam
+  # (IndexedSlices gradients of the embedding tables, summed across replicas).
+  out = str(tmp_path / "mirrored")
+  _run("mirrored", data_dir, str(tmp_path / "m"), out, "two_tower",
+       {"embedding_dim": 8}, reference_dir=str(tmp_path / "one"))
+  _assert_same_run(out, out + "_one")
+  # Per-replica negatives: 2 replicas x 4 rows, so a row sees at most the 3
+  # other rows of its replica (global: up to 7), minus accidental hits.
+  local = str(tmp_path / "local")
+  _run("mirrored", data_dir, str(tmp_path / "l"), local, "two_tower",
+       {"embedding_dim": 8}, negatives="replica")
+  _, history = _load(local)
+  _, global_history = _load(out)
+  assert all(step["negatives_per_row"] <= 3.0 for step in history)
+  assert max(step["negatives_per_row"] for step in global_history) > 3.0
+  assert history[0]["loss"] != pytest.approx(global_history[0]["loss"], rel=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params", [
+    {"embedding_dim": 8, "queue_size": 16},                          # raw ids
+    {"embedding_dim": 8, "queue_size": 16, "queue": "cached",
+     "momentum": 0.9},                                               # MoCo keys
+])
+def test_mirrored_clrec_queue_and_momentum_equal_one_device(data_dir, tmp_path,
+                                                           params):
+  # The queue (16 slots, global batch 8) wraps after 2 steps: 4 steps check
+  # that it holds the global batches in order on every replica. epsilon=1e-3:
+  # the attention's score bias has a zero gradient up to float noise, which
+  # Adam with epsilon=1e-7 would turn into steps of lr size.
+  out = str(tmp_path / "mirrored")
+  _run("mirrored", data_dir, str(tmp_path / "m"), out, "clrec", params,
+       reference_dir=str(tmp_path / "one"), steps=4,
+       optimizer_args={"epsilon": 1e-3})
+  _assert_same_run(out, out + "_one")
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _run_workers(data_dir, model_dir, out, steps, experiment="two_tower",
+                 params=None):
+  """Two MultiWorkerMirroredStrategy workers on 127.0.0.1, batch 8 = 2 x 4."""
+  ports = _free_ports(2)
+  cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
+  procs = []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": cluster,
+                            "task": {"type": "worker", "index": index}})
+    procs.append(subprocess.Popen(
+        _runner_args("multi_worker", data_dir, model_dir, out, experiment,
+                     params or {"embedding_dim": 8}, steps=steps),
+        cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+  errors = []
+  for proc in procs:
+    try:
+      _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      _, err = proc.communicate()
+    if proc.returncode != 0:
+      errors.append(err[-3000:])
+  assert not errors, "\n\n".join(errors)
+
+
+@pytest.mark.slow
+def test_multi_worker_two_tower_equals_one_device_and_resumes(data_dir, tmp_path):
+  one = str(tmp_path / "one")
+  _run("none", data_dir, str(tmp_path / "one_dir"), one, "two_tower",
+       {"embedding_dim": 8}, steps=4)
+  # 2 steps, then the same command again with --steps=4: a resumed run.
+  model_dir = str(tmp_path / "workers")
+  out = str(tmp_path / "workers_out")
+  _run_workers(data_dir, model_dir, out, steps=2)
+  saved = sorted(os.listdir(os.path.join(model_dir, "checkpoints")))
+  _run_workers(data_dir, model_dir, out, steps=4)
+  _assert_same_run(out, one)
+  # Only the chief wrote checkpoints: one checkpoint per save, no worker folder.
+  assert saved == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+  with open(out + ".json") as f:
+    history = json.load(f)["history"]
+  assert [step["step"] for step in history] == [3, 4]     # resumed at step 2
+
+
+@pytest.mark.slow
+def test_parameter_server_sharded_table_equals_one_device(data_dir, tmp_path):
+  # 1 worker + 2 parameter servers in one process (TensorFlow's in-process
+  # cluster); the item id table (31 rows) is cut into 2 shards on different
+  # servers, started from the one-device initial weights.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "ps")
+  _run("parameter_server", data_dir, str(tmp_path / "one"), out, "two_tower",
+       {"embedding_dim": 8}, steps=4)
+  with open(out + ".json") as f:
+    result = json.load(f)
+  devices = sorted(result["shards"].values())
+  assert len(devices) == 2 and "/job:ps/replica:0/task:0" in devices[0]
+  assert "/job:ps/replica:0/task:1" in devices[1]
+  np.testing.assert_allclose(result["losses"], result["one_losses"], rtol=1e-5)
+  one = tf.train.load_checkpoint(out + "_one.ckpt")
+  sharded = tf.train.load_checkpoint(out + ".ckpt")
+  keys = [k for k in one.get_variable_to_shape_map() if k.startswith("model/")]
+  assert set(keys) == {k for k in sharded.get_variable_to_shape_map()
+                       if k.startswith("model/")}
+  assert any("id_embedding" in k for k in keys)
+  for key in keys:   # weights and LazyAdam slots, the table saved whole
+    np.testing.assert_allclose(sharded.get_tensor(key), one.get_tensor(key),
+                               rtol=1e-5, atol=1e-6, err_msg=key)
