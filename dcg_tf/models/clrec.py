@@ -346,6 +346,7 @@ class CLRecModel(RetrievalModel):
     # queue still receives the batch's B targets, its positives (section 3.1).
     query, positive_ids = self.queries_and_targets(inputs, training)  # [P, D], [P]
     positive = self.item_tower(positive_ids, training=training)    # [P, D]
+    num_live = None                     # the gathered batch, under a strategy
     if cross_replica.num_replicas() > 1:
       self._check_distributable()       # refuses all_positions (and so enqueue_positions)
     if self.enqueue_positions:
@@ -356,7 +357,6 @@ class CLRecModel(RetrievalModel):
     else:
       batch_positive = (self.item_tower(target, training=training)
                         if self.all_positions else positive)       # [B, D]
-      num_live = None
       if cross_replica.num_replicas() > 1:
         local_size = tf.shape(target, out_type=tf.int64)[0]
         target = cross_replica.all_gather(target)                  # [G]
