@@ -17,7 +17,7 @@ NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-  assert [p.name for p in NOTEBOOKS] == ["quickstart.ipynb"]
+  assert [p.name for p in NOTEBOOKS] == ["micrec.ipynb", "quickstart.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
