@@ -17,8 +17,8 @@ NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-  assert [p.name for p in NOTEBOOKS] == ["pcl_aisl.ipynb", "quickstart.ipynb",
-                                          "ssl_cfm.ipynb"]
+  assert [p.name for p in NOTEBOOKS] == ["micrec.ipynb", "pcl_aisl.ipynb",
+                                          "quickstart.ipynb", "ssl_cfm.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -20,10 +20,16 @@ in no more than one hour".
   session, however often either item repeats.
 
 The matrix is kept sparse (`dcg_tf.data.item_pairs.ItemGraph`, symmetric,
-counts as weights). Pairs are enumerated by offset between positions, one
-vectorised pass per offset over only the positions that still have a partner
-that far away, and merged into the running counts every `chunk_pairs` pairs,
-so memory stays at the distinct pairs plus one chunk (never N x N).
+counts as weights) and built in bounded memory. Pairs are enumerated by
+offset between positions, one vectorised pass per offset over only the
+positions that still have a partner that far away, in slices of at most
+`chunk_pairs` pairs. Each unordered pair {a, b} is one key
+`min * (N+1) + max`; a full chunk is sorted and counted, then merged into the
+sorted running counts (a linear merge, no re-sort of what is counted). The
+symmetric CSR is written from the unordered counts at the end. Memory: the
+input, the distinct unordered pairs with their counts, one chunk, and the
+final CSR; never all pair occurrences and never N x N
+(benchmarks/cooccurrence_benchmark.py measures it).
 """
 
 import numpy as np
@@ -62,7 +68,8 @@ def cooccurrence(items, groups, num_items, window=None, chunk_pairs=1 << 23):
     items, groups = items[first], groups[first]
   elif int(window) < 2:
     raise ValueError("cooccurrence: window must be >= 2 (or None), got %r" % window)
-  keys = np.zeros(0, np.int64)
+  chunk_pairs = max(int(chunk_pairs), 1)
+  keys = np.zeros(0, np.int64)     # sorted unordered keys min * (N+1) + max
   counts = np.zeros(0, np.int64)
   pending = []
   pending_size = 0
@@ -71,27 +78,64 @@ def cooccurrence(items, groups, num_items, window=None, chunk_pairs=1 << 23):
   while alive.size and (window is None or offset < int(window)):
     alive = alive[alive + offset < items.size]
     alive = alive[groups[alive + offset] == groups[alive]]
-    a, b = items[alive], items[alive + offset]
-    distinct = a != b
-    a, b = a[distinct], b[distinct]
-    pending += [a * (num_items + 1) + b, b * (num_items + 1) + a]
-    pending_size += 2 * a.size
-    if pending_size >= chunk_pairs:
-      keys, counts = _merge(keys, counts, pending)
-      pending, pending_size = [], 0
+    for start in range(0, alive.size, chunk_pairs):
+      part = alive[start:start + chunk_pairs]
+      a, b = items[part], items[part + offset]
+      distinct = a != b
+      a, b = a[distinct], b[distinct]
+      pending.append(np.minimum(a, b) * (num_items + 1) + np.maximum(a, b))
+      pending_size += a.size
+      if pending_size >= chunk_pairs:
+        keys, counts = _merge(keys, counts, pending)
+        pending, pending_size = [], 0
     offset += 1
   keys, counts = _merge(keys, counts, pending)
-  return ItemGraph.from_keys(keys, counts, num_items)
+  del pending, alive
+  lo, hi = np.divmod(keys, num_items + 1)                    # [K], lo < hi
+  del keys
+  return _symmetric_graph(lo, hi, counts, num_items)
 
 
 def _merge(keys, counts, pending):
+  """Adds the keys in `pending` (a list of arrays) to sorted (keys, counts)."""
   if not pending:
     return keys, counts
-  new = np.concatenate(pending)
-  unique, inverse = np.unique(np.concatenate([keys, new]), return_inverse=True)
-  weights = np.concatenate([counts, np.ones(new.size, np.int64)])
-  return unique, np.bincount(inverse, weights=weights,
-                             minlength=unique.size).astype(np.int64)
+  new, new_counts = np.unique(np.concatenate(pending), return_counts=True)
+  position = np.searchsorted(keys, new)                      # [U]
+  found = position < keys.size
+  found[found] = keys[position[found]] == new[found]
+  counts[position[found]] += new_counts[found]   # positions distinct: new is
+  fresh = ~found                                 # sorted and distinct
+  return (np.insert(keys, position[fresh], new[fresh]),
+          np.insert(counts, position[fresh], new_counts[fresh].astype(np.int64)))
+
+
+def _symmetric_graph(lo, hi, counts, num_items):
+  """The symmetric `ItemGraph` of the unordered pairs (lo, hi), lo < hi,
+  sorted by (lo, hi), with their counts.
+
+  Row r holds first its partners below r (the keys with hi = r, in order of
+  lo), then those above (lo = r, in order of hi): sorted columns, written in
+  place without sorting the 2 x nnz directed keys.
+  """
+  below = np.bincount(hi, minlength=num_items + 1)           # [N+1] partners < r
+  above = np.bincount(lo, minlength=num_items + 1)           # [N+1] partners > r
+  indptr = np.zeros(num_items + 2, np.int64)
+  np.cumsum(below + above, out=indptr[1:])
+  indices = np.empty(2 * lo.size, np.int64)
+  weights = np.empty(2 * lo.size, np.int64)
+  # lo is sorted (keys are): rank of each key within its lo group.
+  position = indptr[lo] + below[lo] + (
+      np.arange(lo.size) - np.searchsorted(lo, lo))          # [K]
+  indices[position] = hi
+  weights[position] = counts
+  order = np.argsort(hi, kind="stable")                      # by hi, then lo
+  hi_sorted = hi[order]
+  position = indptr[hi_sorted] + (
+      np.arange(lo.size) - np.searchsorted(hi_sorted, hi_sorted))
+  indices[position] = lo[order]
+  weights[position] = counts[order]
+  return ItemGraph(indptr, indices, weights)
 
 
 def training_cooccurrence(data, window=None):

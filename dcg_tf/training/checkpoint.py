@@ -87,7 +87,9 @@ def write_run_info(model_dir, info, allow_trainer_changes=False):
   if os.path.exists(path):
     previous = read_run_info(model_dir)
     for key in ("experiment", "params", "dataset_fingerprint"):
-      if previous.get(key) != info.get(key):
+      # As run.json holds it: a tuple parameter (`--param=w=1.0,0.1`) reads
+      # back as a list and is the same run.
+      if previous.get(key) != json.loads(json.dumps(info.get(key))):
         raise InputError(
             "%s already holds a run with a different %s (%r, now %r). Use a new "
             "--model_dir or delete the old one." % (model_dir, key,

@@ -88,3 +88,46 @@ def test_training_cooccurrence_of_a_dataset(tmp_path, has_time):
           expected[items[p], items[q]] += 1
           expected[items[q], items[p]] += 1
   np.testing.assert_array_equal(_dense(training_cooccurrence(data)), expected)
+
+
+def _brute_force(items, groups, num_items, window):
+  """Dense counts by enumerating every pair of positions of every group."""
+  expected = np.zeros((num_items + 1, num_items + 1), np.int64)
+  for g in np.unique(groups):
+    members = items[groups == g]
+    if window is None:
+      for a, b in itertools.permutations(set(members.tolist()), 2):
+        expected[a, b] += 1
+    else:
+      for p, q in itertools.combinations(range(members.size), 2):
+        if q - p < window and members[p] != members[q]:
+          expected[members[p], members[q]] += 1
+          expected[members[q], members[p]] += 1
+  return expected
+
+
+@pytest.mark.parametrize("window", [None, 2, 4])
+def test_every_chunk_size_gives_the_same_counts(window):
+  # Chunks of 1 and 3 pairs split one offset's pairs over many merges (the
+  # bound on memory); 1 << 23 counts everything in one merge.
+  rng = np.random.default_rng(3)
+  lengths = rng.integers(1, 12, size=30)
+  groups = np.repeat(np.arange(30), lengths)
+  items = rng.integers(1, 10, size=groups.size)
+  expected = _brute_force(items, groups, 9, window)
+  for chunk in (1, 3, 1 << 23):
+    graph = cooccurrence(items, groups, 9, window=window, chunk_pairs=chunk)
+    np.testing.assert_array_equal(_dense(graph), expected)
+    assert graph.weights.dtype == np.int64
+    for a in range(10):                                  # sorted rows, no self
+      ids, _ = graph.row(a)
+      assert np.all(np.diff(ids) > 0) and a not in ids
+
+
+def test_item_without_partners_and_empty_input():
+  # Item 3 only ever appears alone; an empty input gives an empty graph.
+  graph = cooccurrence(np.array([1, 2, 3, 1]), np.array([0, 0, 1, 2]), 4)
+  assert graph.row(3)[0].size == 0 and graph.row(4)[0].size == 0
+  assert graph.row(1)[0].tolist() == [2] and graph.row(2)[1].tolist() == [1]
+  empty = cooccurrence(np.zeros(0, np.int64), np.zeros(0, np.int64), 5)
+  assert empty.nnz == 0 and empty.indptr.tolist() == [0] * 7

@@ -96,3 +96,29 @@ def test_pair_level_hand_worked():
   np.testing.assert_allclose(
       pair_contrastive(a, p, n, positive_in_denominator=True).numpy(),
       [0.407606], atol=1e-6)
+
+
+def test_as_written_has_no_lower_bound_infonce_stays_non_negative():
+  # The runaway of docs/results/micrec.md ("Eq. 3-5 as written: no lower
+  # bound"): anchor = positive = s e1, two negatives s e2, tau = 1, so the
+  # positive's score is s^2 and the negatives' 0. As written the loss is
+  # log(1 + 1) - s^2 = 0.693147 - s^2: 1 -> -0.306853, 3 -> -8.306853,
+  # 10 -> -99.306853, falling without end as the vectors grow. InfoNCE is
+  # log(e^{s^2} + 2) - s^2 = log(1 + 2 e^{-s^2}): log(1.735759) = 0.551445,
+  # 2 e^-9 = 0.000247, 2 e^-100 (0 in float32), never below 0.
+  for s, written, infonce in ((1., -0.306853, 0.551445),
+                              (3., -8.306853, 0.000247),
+                              (10., -99.306853, 0.0)):
+    a = np.array([[s, 0.]], np.float32)
+    p = np.array([[[s, 0.]]], np.float32)
+    n = np.array([[[0., s], [0., s]]], np.float32)
+    np.testing.assert_allclose(pair_contrastive(a, p, n).numpy(), [written],
+                               rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(
+        pair_contrastive(a, p, n, positive_in_denominator=True).numpy(),
+        [infonce], atol=1e-6)
+    # Eq. 3 on the batch {item 1 = s e1, item 2 = s e2} with f~ = f: each
+    # row's negative is the other item (score 0): log(1) - s^2 = -s^2.
+    f = np.array([[s, 0.], [0., s]], np.float32)
+    np.testing.assert_allclose(feature_contrastive(f, f).numpy(),
+                               [-s * s, -s * s], rtol=1e-6)

@@ -105,3 +105,17 @@ def test_verify_checkpoint_finds_a_truncated_or_altered_data_file(tmp_path):
                      match="checkpoint %s is corrupt.*experiments.train" % prefix):
     checkpoint.load_trained_model(model_dir)
   assert issubclass(checkpoint.CorruptCheckpointError, checkpoint.InputError)
+
+
+def test_a_tuple_parameter_resumes_its_own_run(tmp_path):
+  # `--param=item_cl_weights=1.0,0.1` parses to the tuple (1.0, 0.1), which
+  # run.json stores as the list [1.0, 0.1]: the rerun is the same run. A
+  # different value is still refused.
+  info = {"experiment": "two_tower", "params": {"item_cl_weights": (1.0, 0.1)},
+          "trainer": {}, "dataset_fingerprint": "abc"}
+  model_dir = str(tmp_path / "run")
+  checkpoint.write_run_info(model_dir, info)
+  checkpoint.write_run_info(model_dir, info)
+  other = dict(info, params={"item_cl_weights": (1.0, 0.3)})
+  with pytest.raises(checkpoint.InputError, match="different params"):
+    checkpoint.write_run_info(model_dir, other)
