@@ -15,7 +15,7 @@ parameters take the defaults of `dcg_tf.serving.index.default_params`.
 (`dcg_tf.serving.embedding_reader.NpyReader`, no memory map) and, with
 `--shards=N`, cut into N contiguous row ranges written as N Faiss files listed
 in `index.json`; each shard is written as soon as it is filled
-(`dcg_tf.serving.index.build_and_save_index`, docs/scale.md).
+(`dcg_tf.serving.index.build_export_index`, docs/scale.md).
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
@@ -26,8 +26,6 @@ import time
 from absl import app
 from absl import flags
 
-from dcg_tf.serving import embedding_reader
-from dcg_tf.serving import export as export_lib
 from dcg_tf.serving import index as index_lib
 
 FLAGS = flags.FLAGS
@@ -54,26 +52,6 @@ _PARAM_FLAGS = {"nlist": "nlist", "nprobe": "nprobe", "pq_m": "pq_m",
                 "ef_construction": "ef_construction", "ef_search": "ef_search"}
 
 
-def run(export_dir, kind, output_dir=None, shards=1,
-        chunk_rows=index_lib.DEFAULT_CHUNK_ROWS, **params):
-  """Builds and saves the index; returns (the `index.json` content, output_dir)."""
-  config = export_lib.read_export(export_dir)
-  reader = embedding_reader.NpyReader(
-      os.path.join(export_dir, export_lib.EMBEDDINGS_FILE))
-  expected = (config["num_items"], export_lib.item_vector_dim(config))
-  if reader.shape != expected:
-    raise ValueError("%s has shape %s, but %s says %s; export the model again"
-                     % (reader.path, reader.shape,
-                        os.path.join(export_dir, export_lib.EXPORT_FILE), expected))
-  if output_dir is None:
-    output_dir = os.path.join(export_dir, "index_%s%s" % (
-        kind, "_%dshards" % shards if shards > 1 else ""))
-  manifest = index_lib.build_and_save_index(
-      reader, output_dir, index_lib.index_sidecar(export_dir), kind=kind,
-      metric=config["metric"], shards=shards, chunk_rows=chunk_rows, **params)
-  return manifest, output_dir
-
-
 def main(argv):
   del argv
   if not FLAGS.export_dir:
@@ -82,8 +60,9 @@ def main(argv):
             if getattr(FLAGS, flag) is not None}
   start = time.time()
   try:
-    manifest, output_dir = run(FLAGS.export_dir, FLAGS.index, FLAGS.output_dir,
-                               FLAGS.shards, FLAGS.chunk_rows, **params)
+    manifest, output_dir = index_lib.build_export_index(
+        FLAGS.export_dir, FLAGS.index, FLAGS.output_dir, FLAGS.shards,
+        FLAGS.chunk_rows, **params)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print("Built %s index (%s, %d items x %d, %d shard(s), %s) in %.1f s; saved to %s"

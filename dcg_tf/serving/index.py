@@ -47,6 +47,7 @@ import numpy as np
 
 from dcg_tf.errors import InputError
 from dcg_tf.serving import embedding_reader
+from dcg_tf.serving.export import EMBEDDINGS_FILE, EXPORT_FILE
 from dcg_tf.serving.export import item_vector_dim, read_export
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
@@ -516,3 +517,34 @@ def l2_normalize(array):
   """Rows of `array` [N, D] scaled to unit L2 norm (zero rows stay zero)."""
   norms = np.linalg.norm(array, axis=1, keepdims=True)
   return np.ascontiguousarray(array / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def build_export_index(export_dir, kind, output_dir=None, shards=1,
+                       chunk_rows=DEFAULT_CHUNK_ROWS, **params):
+  """Builds and saves the index of an export (`experiments.build_index`).
+
+  Reads `item_embeddings.npy` `chunk_rows` rows at a time
+  (`embedding_reader.NpyReader`, no memory map), checks its shape against
+  `export.json`, and writes `build_and_save_index`'s files to `output_dir`
+  (default `EXPORT_DIR/index_<kind>`, `index_<kind>_<N>shards` when sharded).
+
+  Returns:
+    (the `index.json` content, output_dir).
+
+  Raises:
+    ValueError: the embeddings do not match the export's description.
+  """
+  config = read_export(export_dir)
+  reader = embedding_reader.NpyReader(os.path.join(export_dir, EMBEDDINGS_FILE))
+  expected = (config["num_items"], item_vector_dim(config))
+  if reader.shape != expected:
+    raise ValueError("%s has shape %s, but %s says %s; export the model again"
+                     % (reader.path, reader.shape,
+                        os.path.join(export_dir, EXPORT_FILE), expected))
+  if output_dir is None:
+    output_dir = os.path.join(export_dir, "index_%s%s" % (
+        kind, "_%dshards" % shards if shards > 1 else ""))
+  manifest = build_and_save_index(
+      reader, output_dir, index_sidecar(export_dir), kind=kind,
+      metric=config["metric"], shards=shards, chunk_rows=chunk_rows, **params)
+  return manifest, output_dir

@@ -11,7 +11,6 @@ from dcg_tf.errors import InputError
 from dcg_tf.evaluation.topk import TopKSearcher
 from dcg_tf.serving import index as index_lib
 from dcg_tf.serving.retriever import Retriever
-from experiments import build_index as build_index_binary
 
 NUM_ITEMS, DIM, K = 600, 16, 10
 
@@ -255,7 +254,7 @@ def test_retriever_and_binary_load_a_sharded_index(mean_export, multi_export,
                                                    tmp_path):
   histories = [["i3", "i8", "i15"], ["i40", "i1"], ["i2", "i9", "i4"]]
   for export in (mean_export, multi_export):
-    manifest, index_dir = build_index_binary.run(
+    manifest, index_dir = index_lib.build_export_index(
         export.export_dir, "flat", output_dir=str(tmp_path / os.path.basename(
             export.export_dir)), shards=3, chunk_rows=7)
     assert manifest["num_shards"] == 3
@@ -269,7 +268,7 @@ def test_retriever_and_binary_load_a_sharded_index(mean_export, multi_export,
       np.testing.assert_allclose([s for _, s in got], [s for _, s in expected],
                                  rtol=1e-5, atol=1e-5)
   # The default output folder names the shard count.
-  _, index_dir = build_index_binary.run(mean_export.export_dir, "ivfpq", shards=2,
+  _, index_dir = index_lib.build_export_index(mean_export.export_dir, "ivfpq", shards=2,
                                         nlist=4, pq_m=2, pq_nbits=4)
   assert index_dir == os.path.join(mean_export.export_dir, "index_ivfpq_2shards")
   assert index_lib.load_index(index_dir, mean_export.export_dir).num_shards == 2
@@ -283,4 +282,4 @@ def test_the_binary_refuses_embeddings_of_another_shape(mean_export, tmp_path):
   np.save(path, np.load(path)[:, :-1])
   with pytest.raises(ValueError, match=r"item_embeddings.npy has shape \(40, 7\), "
                                        r"but .*export.json says \(40, 8\)"):
-    build_index_binary.run(export_dir, "flat", shards=2)
+    index_lib.build_export_index(export_dir, "flat", shards=2)
