@@ -7,7 +7,8 @@ one-device ones within float tolerance (the summed gradients differ only in
 the order of their float additions). Per-replica negatives must change the
 loss, and their count per row is worked out by hand. Each run is a
 subprocess (`tests/training/strategy_run.py`): logical devices and TF_CONFIG
-must be set before TensorFlow starts.
+must be set before TensorFlow starts. They run in `make test` (about three
+minutes together on 2 cores): CI checks the strategies on every change.
 """
 
 import json
@@ -76,7 +77,6 @@ def _assert_same_run(out_a, out_b, atol=2e-5):
                                atol=atol, err_msg=key_a)
 
 
-@pytest.mark.slow
 def test_mirrored_two_tower_equals_one_device_and_replica_negatives_differ(
     data_dir, tmp_path):
   # two_tower: in-batch softmax with log-Q and accidental hits, LazyAdam
@@ -97,7 +97,6 @@ def test_mirrored_two_tower_equals_one_device_and_replica_negatives_differ(
   assert history[0]["loss"] != pytest.approx(global_history[0]["loss"], rel=1e-3)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("params", [
     {"embedding_dim": 8, "queue_size": 16},                          # raw ids
     {"embedding_dim": 8, "queue_size": 16, "queue": "cached",
@@ -152,7 +151,6 @@ def _run_workers(data_dir, model_dir, out, steps, experiment="two_tower",
   assert not errors, "\n\n".join(errors)
 
 
-@pytest.mark.slow
 def test_multi_worker_two_tower_equals_one_device_and_resumes(data_dir, tmp_path):
   one = str(tmp_path / "one")
   _run("none", data_dir, str(tmp_path / "one_dir"), one, "two_tower",
@@ -171,7 +169,6 @@ def test_multi_worker_two_tower_equals_one_device_and_resumes(data_dir, tmp_path
   assert [step["step"] for step in history] == [3, 4]     # resumed at step 2
 
 
-@pytest.mark.slow
 def test_parameter_server_sharded_table_equals_one_device(data_dir, tmp_path):
   # 1 worker + 2 parameter servers in one process (TensorFlow's in-process
   # cluster); the item id table (31 rows) is cut into 2 shards on different
