@@ -21,13 +21,8 @@ class LastItemUserTower(MeanPoolingUserTower):
   head, arguments and config are `MeanPoolingUserTower`'s; only the pooling
   differs.
 
-  Args:
-    item_embedding: the `ItemEmbedding` shared with the item tower.
-    output_dim: dimension of the final linear projection; None for none.
-    hidden_units: hidden layer sizes (ReLU by default) before the projection.
-    activation: activation of the hidden layers.
-    l2_normalize: l2-normalise the output (cosine similarity downstream).
-    dropout: dropout rate after each hidden layer (training only).
+  Args: those of `MeanPoolingUserTower` (the item embedding shared with the
+  item tower, output_dim, hidden_units, activation, l2_normalize, dropout).
 
   Call:
     batch: dict with `history` int64 [B, L] and `history_mask` bool [B, L]
