@@ -149,3 +149,12 @@ def run(main):
       sys.exit(1)
 
   app.run(guarded, flags_parser=_parse_flags)
+
+
+def save_png(figure, path):
+  """Writes a matplotlib `figure` to `path` (folders created) and closes it."""
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  figure.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  figure.savefig(path, dpi=120)
+  pyplot.close(figure)

@@ -150,10 +150,7 @@ def plot(report, path):
                      markerscale=2, title=report["field"])
   figure.suptitle("t-SNE of item embeddings, %d %s values x %d items"
                   % (report["num_groups"], report["field"], report["per_group"]))
-  figure.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  figure.savefig(path, dpi=120)
-  pyplot.close(figure)
+  cli.save_png(figure, path)
 
 
 def main(argv):

@@ -106,10 +106,7 @@ def plot(report, path, scale="auto"):
                                         report["param"]))
   axis.grid(True, alpha=0.3)
   axis.legend(fontsize=8)
-  figure.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  figure.savefig(path, dpi=120)
-  pyplot.close(figure)
+  cli.save_png(figure, path)
 
 
 def main(argv):

@@ -148,10 +148,7 @@ def plot(report, path):
     axis.grid(True, alpha=0.3)
     axis.legend()
   figure.suptitle("score + beta log p(item): accuracy against diversity")
-  figure.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  figure.savefig(path, dpi=120)
-  pyplot.close(figure)
+  cli.save_png(figure, path)
 
 
 def main(argv):

@@ -12,31 +12,7 @@ from dcg_tf.evaluation.topk import TopKSearcher
 from dcg_tf.serving import index as index_lib
 from dcg_tf.serving.retriever import Retriever
 
-NUM_ITEMS, DIM, K = 600, 16, 10
-
-
-def _clustered(num, dim, seed, clusters=12):
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(size=(clusters, dim)) * 3.0
-  return (centers[rng.integers(0, clusters, num)]
-          + rng.normal(size=(num, dim))).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def items():
-  return _clustered(NUM_ITEMS, DIM, seed=0)
-
-
-@pytest.fixture(scope="module")
-def queries():
-  return _clustered(25, DIM, seed=1)
-
-
-def _brute_force(queries, items, k):
-  """NumPy reference: scores [Q, k] and rows [Q, k], best first."""
-  scores = queries @ items.T                                    # [Q, N]
-  rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]      # [Q, k]
-  return np.take_along_axis(scores, rows, axis=1), rows
+from tests.serving.index_fixtures import DIM, K, NUM_ITEMS, brute_force as _brute_force, clustered as _clustered, items, queries  # noqa: F401  (fixtures)
 
 
 class RecordingReader:
