@@ -1,12 +1,11 @@
 """Item tower: item ids -> item embeddings g(y), the exportable item encoder."""
 
 from dcg_tf._keras import keras
-from dcg_tf.layers.nested_config import NestedLayerConfig
-from dcg_tf.layers.projection_head import ProjectionHead
+from dcg_tf.towers.embedding_head_tower import EmbeddingHeadTower
 
 
 @keras.utils.register_keras_serializable(package="dcg_tf")
-class ItemTower(NestedLayerConfig, keras.layers.Layer):
+class ItemTower(EmbeddingHeadTower):
   """Item embedding followed by an optional MLP and l2 normalisation.
 
   `g(y) = normalize(W_out MLP(e(y)))` where `e` is an `ItemEmbedding` (id and
@@ -59,45 +58,7 @@ class ItemTower(NestedLayerConfig, keras.layers.Layer):
     >>> tower(tf.constant([1, 5]))   # [2, 16], unit rows
   """
 
-  NESTED_LAYERS = ("item_embedding",)
-
-  def __init__(self, item_embedding, output_dim=None, hidden_units=(),
-               activation="relu", l2_normalize=False, dropout=0.0, **kwargs):
-    super().__init__(**kwargs)
-    self.item_embedding = item_embedding
-    self.output_dim = None if output_dim is None else int(output_dim)
-    self.hidden_units = [int(u) for u in hidden_units]
-    self.activation = activation
-    self.l2_normalize = bool(l2_normalize)
-    self.dropout = float(dropout)
-
-    # === Layers ===
-    self.head = ProjectionHead(self.hidden_units, self.output_dim, activation,
-                               self.dropout, self.l2_normalize, name="head")
-    # Checkpoints written before the head was factored out hold its layers
-    # directly under the tower (`<tower>/output_layer/kernel`): keep those
-    # edges so they still restore (the variables are the head's, not copies).
-    self.hidden_layers = self.head.hidden_layers
-    self.dropout_layers = self.head.dropout_layers
-    self.output_layer = self.head.output_layer
-
-  @property
-  def embedding_dim(self):
-    return self.head.output_dim_for(self.item_embedding.dim)
-
-  @property
-  def normalized(self):
-    return self.l2_normalize
-
   def call(self, item_ids, training=False, value_mask=None, field_transform=None):
     x = self.item_embedding(item_ids, value_mask=value_mask,
                             field_transform=field_transform)  # [B, D_item]
     return self.head(x, training=training)            # [B, D]
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(self.nested_layer_config(),
-                  output_dim=self.output_dim, hidden_units=list(self.hidden_units),
-                  activation=self.activation, l2_normalize=self.l2_normalize,
-                  dropout=self.dropout)
-    return config
