@@ -9,34 +9,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcg_tf import configs
-from dcg_tf.data.dataset import ProcessedDataset
 from dcg_tf.models import registry
 from dcg_tf.optimizers import get_optimizer
 from dcg_tf.training import trainer as trainer_lib
-from tests.data.fixtures import write_tiny_dataset
-
-configs.import_all()
-
-_SMALL = {"embedding_dim": 8, "max_len": 6}
+from tests.models.fixtures import first_batch, small_model, tiny_data
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-  path = write_tiny_dataset(tmp_path_factory.mktemp("tiny"), num_users=12,
-                            num_items=15)
-  return ProcessedDataset.load(path)
+  return tiny_data(tmp_path_factory)
 
-
-def _model(data, name, **params):
-  return registry.build_model(
-      name, registry.resolve_params(name, dict(_SMALL, **params)), data)
-
-
-def _batch(model, data, batch_size=6):
-  config = trainer_lib.TrainerConfig(batch_size=batch_size, max_len=6, seed=0,
-                                     all_prefixes=True)
-  return next(iter(trainer_lib.training_dataset(model, data, config, 0)))
 
 
 def _dense(layer, x):
@@ -47,9 +29,9 @@ def _dense(layer, x):
 def test_feature_level_loss_is_eq3_on_the_projected_fields(data):
   # Mask ratio 0: the augmentation is the identity, so Eq. 3 is computable
   # from the field embeddings and the projector's weights alone.
-  model = _model(data, "two_tower", item_cl="fea", item_cl_mask_ratio=0.0,
+  model = small_model(data, "two_tower", item_cl="fea", item_cl_mask_ratio=0.0,
                  item_cl_weights=0.5)
-  batch = _batch(model, data)
+  batch = first_batch(model, data)
   out = model.total_loss(batch, training=True)
   task = model.item_contrastive
   ids = batch["target"].numpy()
@@ -68,9 +50,9 @@ def test_feature_level_loss_is_eq3_on_the_projected_fields(data):
 
 
 def test_session_level_loss_is_eq5_on_the_stream(data):
-  model = _model(data, "two_tower", item_cl="sess", item_cl_negatives=4,
+  model = small_model(data, "two_tower", item_cl="sess", item_cl_negatives=4,
                  item_cl_positives=2)
-  batch = _batch(model, data)
+  batch = first_batch(model, data)
   pairs = {k: v.numpy() for k, v in batch["aux"]["item_cl_sess"].items()}
   out = model.total_loss(batch, training=True)
   project = lambda ids: _dense(model.item_contrastive.projectors["sess"],
@@ -102,22 +84,22 @@ def test_parameters_of_the_plugin_appear_only_when_given():
 
 
 def test_a_model_without_the_plugin_is_unchanged(data):
-  model = _model(data, "two_tower")
+  model = small_model(data, "two_tower")
   assert model.auxiliary_tasks == []
-  batch = _batch(model, data)
+  batch = first_batch(model, data)
   assert "aux" not in batch
   assert model.total_loss(batch)["loss"] == model.compute_loss(batch)["loss"]
 
 
 def _micrec(data, **params):
   # Titles: the tiny catalog has none, so sem uses shared taxonomy values.
-  return _model(data, "micrec", item_cl_sem_source="taxonomy",
+  return small_model(data, "micrec", item_cl_sem_source="taxonomy",
                 item_cl_negatives=5, queue_size=16, **params)
 
 
 def test_micrec_exports_no_projector(data, tmp_path):
   model = _micrec(data)
-  out = model.total_loss(_batch(model, data), training=True)
+  out = model.total_loss(first_batch(model, data), training=True)
   assert {"item_cl_fea_loss", "item_cl_sem_loss", "item_cl_sess_loss"} <= set(out)
   projector_vars = list(model.item_contrastive.trainable_variables)
   assert len(projector_vars) == 6           # three 1-layer projectors

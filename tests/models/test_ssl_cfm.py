@@ -9,35 +9,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcg_tf import configs
-from dcg_tf.data.dataset import ProcessedDataset
-from dcg_tf.models import registry
 from dcg_tf.models.ssl_cfm import SSL_STREAM
 from dcg_tf.optimizers import get_optimizer
 from dcg_tf.training import trainer as trainer_lib
-from tests.data.fixtures import write_tiny_dataset
-
-configs.import_all()
-
-_SMALL = {"embedding_dim": 8, "max_len": 6}
+from tests.models.fixtures import first_batch, small_model, tiny_data
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-  path = write_tiny_dataset(tmp_path_factory.mktemp("tiny"), num_users=12,
-                            num_items=15)
-  return ProcessedDataset.load(path)
+  return tiny_data(tmp_path_factory)
 
-
-def _model(data, name, **params):
-  return registry.build_model(
-      name, registry.resolve_params(name, dict(_SMALL, **params)), data)
-
-
-def _batch(model, data, batch_size=6, seed=0):
-  config = trainer_lib.TrainerConfig(batch_size=batch_size, max_len=6, seed=seed,
-                                     all_prefixes=True)
-  return next(iter(trainer_lib.training_dataset(model, data, config, 0)))
 
 
 def _softmax_loss(scores, ids, tau):
@@ -56,8 +37,8 @@ def _unit(x):
 
 def test_total_loss_is_eq5_of_eq6_and_spread_out_against_numpy(data):
   # SO: no augmentation and H = G, so every term is a plain tower output.
-  model = _model(data, "spread_out", ssl_weight=0.7)
-  batch = _batch(model, data)
+  model = small_model(data, "spread_out", ssl_weight=0.7)
+  batch = first_batch(model, data)
   out = model.compute_loss(batch)
   users = model.user_tower(batch).numpy()
   target = batch["target"].numpy()
@@ -72,7 +53,7 @@ def test_total_loss_is_eq5_of_eq6_and_spread_out_against_numpy(data):
 
 
 def test_cfm_views_use_the_defaults_of_masked_fields_and_eq3_matches_numpy(data):
-  model = _model(data, "ssl_cfm_no_dropout")
+  model = small_model(data, "ssl_cfm_no_dropout")
   embedding = model.item_tower.item_embedding
   assert embedding.field_names == ("item", "category", "attribute")
   ids = tf.constant(np.arange(1, 16), tf.int64)
@@ -100,8 +81,8 @@ def test_cfm_views_use_the_defaults_of_masked_fields_and_eq3_matches_numpy(data)
 
 
 def test_the_gradient_of_the_ssl_loss_reaches_the_defaults(data):
-  model = _model(data, "ssl_cfm")
-  batch = _batch(model, data)
+  model = small_model(data, "ssl_cfm")
+  batch = first_batch(model, data)
   defaults = model.field_masking.default_embeddings
   model.compute_loss(batch, training=True)
   with tf.GradientTape(persistent=True) as tape:
@@ -115,7 +96,7 @@ def test_the_gradient_of_the_ssl_loss_reaches_the_defaults(data):
 
 
 def test_the_step_keys_the_draws_and_the_seed_field_changes(data):
-  model = _model(data, "ssl_cfm", seed=4)
+  model = small_model(data, "ssl_cfm", seed=4)
   np.testing.assert_array_equal(model.step_seed().numpy(), [4, 0])  # no optimizer
   model.optimizer = get_optimizer("lazy_adam", 0.01)
   masks = []
@@ -146,12 +127,12 @@ def _drawn(model, data, batches=50):
 
 def test_the_ssl_batch_is_uniform_over_the_catalog(data):
   n = data.num_items
-  counts = _drawn(_model(data, "ssl_cfm"), data)
+  counts = _drawn(small_model(data, "ssl_cfm"), data)
   assert counts[0] == 0
   uniform = np.full(n, 1.0 / n)
   assert _chi_square(counts[1:], uniform) < _chi_square_critical(n - 1)
   # The switch draws by training frequency instead, far from uniform.
-  counts = _drawn(_model(data, "ssl_cfm", ssl_item_distribution="training"), data)
+  counts = _drawn(small_model(data, "ssl_cfm", ssl_item_distribution="training"), data)
   train = data.item_count[1:] / data.item_count[1:].sum()
   live = train > 0
   assert _chi_square(counts[1:][live], train[live]) < _chi_square_critical(live.sum() - 1)
@@ -160,7 +141,7 @@ def test_the_ssl_batch_is_uniform_over_the_catalog(data):
 
 
 def test_feature_dropout_augments_the_main_task_only_while_training(data):
-  model = _model(data, "feature_dropout", dropout_rate=0.5)
+  model = small_model(data, "feature_dropout", dropout_rate=0.5)
   assert model.auxiliary_streams(data, 4, 0, 0) == {}
   ids = tf.constant(np.arange(1, 16), tf.int64)
   plain = model.item_tower(ids).numpy()
@@ -169,17 +150,17 @@ def test_feature_dropout_augments_the_main_task_only_while_training(data):
   dropped = model.encode_candidates(ids, training=True).numpy()
   # Items with several attributes lose some of them in the training view.
   assert np.abs(dropped - plain).max() > 1e-4
-  batch = _batch(model, data)
+  batch = first_batch(model, data)
   out = model.compute_loss(batch, training=True)
   assert "ssl_loss" not in out and float(out["loss"]) == float(out["main_loss"])
 
 
 def test_second_encoder_has_its_own_top_layers_and_shares_the_tables(data):
-  model = _model(data, "spread_out", ssl_private_layers=1)
+  model = small_model(data, "spread_out", ssl_private_layers=1)
   ids = tf.constant([1, 2, 3], tf.int64)
   z, z_prime = model.ssl_views(ids, tf.constant([0, 0], tf.int64))
   assert np.abs(_unit(z.numpy()) - _unit(z_prime.numpy())).max() > 1e-3
-  batch = _batch(model, data)
+  batch = first_batch(model, data)
   with tf.GradientTape() as tape:
     ssl = model.compute_loss(batch, training=True)["ssl_loss"]
   own = model.second_encoder_layers[0].trainable_variables
@@ -187,7 +168,7 @@ def test_second_encoder_has_its_own_top_layers_and_shares_the_tables(data):
   grads = tape.gradient(ssl, own + table)
   assert all(g is not None for g in grads)
   with pytest.raises(ValueError, match="ssl_private_layers=3"):
-    _model(data, "ssl_cfm", ssl_private_layers=3)
+    small_model(data, "ssl_cfm", ssl_private_layers=3)
 
 
 class _ItemServing(tf.Module):
@@ -202,8 +183,8 @@ class _ItemServing(tf.Module):
 
 
 def test_the_exported_item_tower_holds_no_augmentation(data, tmp_path):
-  model = _model(data, "ssl_cfm", ssl_private_layers=1)
-  model.compute_loss(_batch(model, data), training=True)
+  model = small_model(data, "ssl_cfm", ssl_private_layers=1)
+  model.compute_loss(first_batch(model, data), training=True)
   augmentation = [model.field_masking.default_embeddings] + [
       v for layer in model.second_encoder_layers for v in layer.variables]
   assert all(any(v is w for w in model.variables) for v in augmentation)
