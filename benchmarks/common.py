@@ -58,6 +58,50 @@ def alternating_rounds(runners, rounds):
   return wall, cpu
 
 
+def stepping_round(step, batches, steps):
+  """A runner for `alternating_rounds`: `steps` calls of `step` over `batches`.
+
+  Cycles through `batches`, then reads the last loss (`out["loss"]`) so the
+  round ends when its work has run.
+  """
+  def run():
+    for i in range(steps):
+      out = step(batches[i % len(batches)])
+    out["loss"].numpy()
+  return run
+
+
+def per_step(seconds, steps):
+  """name -> list of seconds per round, divided into seconds per step."""
+  return {name: [t / steps for t in ts] for name, ts in seconds.items()}
+
+
+def history_batches(num_items, batch_size, history_len, seed, count=4,
+                    extra=None):
+  """`count` NumPy batches of a next-item task, ids uniform over [1, num_items].
+
+  Each batch: `user` int64 [B] (1..B), `history` int64 [B, L] left-aligned
+  with a uniform length in [1, L] and 0 as padding, `history_mask` bool
+  [B, L], `target` int64 [B]; then `extra(rng, B)`'s entries (e.g. an
+  auxiliary stream), drawn from the same generator after the target.
+  """
+  rng = np.random.default_rng(seed)
+  batches = []
+  for _ in range(count):
+    b, l = batch_size, history_len
+    lengths = rng.integers(1, l + 1, size=b)
+    mask = np.arange(l)[None, :] < lengths[:, None]                 # [B, L]
+    history = np.where(mask, rng.integers(1, num_items + 1, (b, l)), 0)
+    batch = {"user": np.arange(1, b + 1, dtype=np.int64),
+             "history": history.astype(np.int64),
+             "history_mask": mask,
+             "target": rng.integers(1, num_items + 1, b).astype(np.int64)}
+    if extra is not None:
+      batch.update(extra(rng, b))
+    batches.append(batch)
+  return batches
+
+
 def median(seconds):
   """name -> median of its list of seconds."""
   return {name: float(np.median(s)) for name, s in seconds.items()}

@@ -132,20 +132,14 @@ def main(argv=None):
   finally:
     shutil.rmtree(work, ignore_errors=True)
 
-  def one_round(step, batches):
-    def run():
-      for i in range(args.steps_per_round):
-        out = step(batches[i % len(batches)])
-      out["loss"].numpy()
-    return run
-
-  runners = {name: one_round(*setups[name]) for name in MODELS}
+  runners = {name: common.stepping_round(*setups[name], args.steps_per_round)
+             for name in MODELS}
   for run in runners.values():   # one untimed round each (the first call after
     run()                        # the other model's warm-up can stall)
   load_before = list(os.getloadavg())
   wall, cpu = common.alternating_rounds(runners, args.rounds)
-  wall = {n: [t / args.steps_per_round for t in ts] for n, ts in wall.items()}
-  cpu = {n: [t / args.steps_per_round for t in ts] for n, ts in cpu.items()}
+  wall = common.per_step(wall, args.steps_per_round)
+  cpu = common.per_step(cpu, args.steps_per_round)
   median, median_cpu = common.median(wall), common.median(cpu)
   ratio = median["micrec"] / median["ican"]
   ratio_cpu = median_cpu["micrec"] / median_cpu["ican"]

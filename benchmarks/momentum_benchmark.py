@@ -161,8 +161,8 @@ def main(argv=None):
 
   wall, cpu = common.alternating_rounds(
       {name: one_round(*setup) for name, setup in setups.items()}, args.rounds)
-  wall = {name: [t / args.steps_per_round for t in ts] for name, ts in wall.items()}
-  cpu = {name: [t / args.steps_per_round for t in ts] for name, ts in cpu.items()}
+  wall = common.per_step(wall, args.steps_per_round)
+  cpu = common.per_step(cpu, args.steps_per_round)
   median, median_cpu = common.median(wall), common.median(cpu)
   if args.dense_rounds:
     dense_wall, dense_cpu = common.alternating_rounds(

@@ -82,21 +82,10 @@ def build_model(name, data, seed):
 
 def make_batches(num_items, args, count=4):
   """`count` main batches, each with an SSL item batch under "aux"."""
-  rng = np.random.default_rng(args.seed)
-  batches = []
-  for _ in range(count):
-    b, l = args.batch_size, args.history_len
-    lengths = rng.integers(1, l + 1, size=b)
-    mask = np.arange(l)[None, :] < lengths[:, None]                 # [B, L]
-    history = np.where(mask, rng.integers(1, num_items + 1, (b, l)), 0)
-    batches.append({
-        "user": np.arange(1, b + 1, dtype=np.int64),
-        "history": history.astype(np.int64),
-        "history_mask": mask,
-        "target": rng.integers(1, num_items + 1, b).astype(np.int64),
-        "aux": {"ssl_items": {
-            "item": rng.integers(1, num_items + 1, b).astype(np.int64)}}})
-  return batches
+  return common.history_batches(
+      num_items, args.batch_size, args.history_len, args.seed, count,
+      extra=lambda rng, b: {"aux": {"ssl_items": {
+          "item": rng.integers(1, num_items + 1, b).astype(np.int64)}}})
 
 
 def feed(batch, model):
@@ -125,14 +114,7 @@ def main(argv=None):
     print("%s: built in %.1f s (%s)" % (name, build_seconds[name],
                                          type(model).__name__))
 
-  def one_round(step, inputs):
-    def run():
-      for i in range(args.steps_per_round):
-        out = step(inputs[i % len(inputs)])
-      out["loss"].numpy()
-    return run
-
-  runners = {name: one_round(step, inputs)
+  runners = {name: common.stepping_round(step, inputs, args.steps_per_round)
              for name, (_, step, inputs) in setups.items()}
   for run in runners.values():   # one untimed round each (first-call costs)
     run()
@@ -141,8 +123,8 @@ def main(argv=None):
   wall, cpu = common.alternating_rounds(runners, args.rounds)
   steps = {name: int(model.optimizer.iterations.numpy()) - before[name]
            for name, (model, _, _) in setups.items()}
-  wall = {n: [t / args.steps_per_round for t in ts] for n, ts in wall.items()}
-  cpu = {n: [t / args.steps_per_round for t in ts] for n, ts in cpu.items()}
+  wall = common.per_step(wall, args.steps_per_round)
+  cpu = common.per_step(cpu, args.steps_per_round)
   median, median_cpu = common.median(wall), common.median(cpu)
   ratio = median["ssl_cfm"] / median["ssl_baseline"]
   ratio_cpu = median_cpu["ssl_cfm"] / median_cpu["ssl_baseline"]
