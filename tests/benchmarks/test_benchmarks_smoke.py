@@ -1,24 +1,11 @@
 """Each benchmark's `main(["--quick"])` runs end to end on tiny sizes (CI smoke test)."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, BENCHMARKS / (name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _is_digest(value):
-  return isinstance(value, str) and len(value) == 64 and int(value, 16) >= 0
+from tests.benchmarks.loading import is_digest, load_benchmark
 
 
 def _positive_numbers(mapping, keys):
@@ -28,7 +15,7 @@ def _positive_numbers(mapping, keys):
 
 def test_optimizer_benchmark_quick(tmp_path):
   out = tmp_path / "optimizer.json"
-  summary = _load("optimizer_benchmark").main(["--quick", "--output", str(out)])
+  summary = load_benchmark("optimizer_benchmark").main(["--quick", "--output", str(out)])
   assert json.loads(out.read_text()) == summary       # the JSON is the summary
   assert set(summary) == {"num_rows", "dim", "batch_size", "results",
                           "speedup", "speedup_cpu"}
@@ -42,13 +29,13 @@ def test_optimizer_benchmark_quick(tmp_path):
   # A fair race: the same number of updates (each optimizer's own iteration
   # count, --quick: 3) on the same batches, in the same order.
   assert adam["steps"] == lazy["steps"] == 3
-  assert _is_digest(adam["data_digest"])
+  assert is_digest(adam["data_digest"])
   assert adam["data_digest"] == lazy["data_digest"]
   _positive_numbers(summary, ("speedup", "speedup_cpu"))
 
 
 def test_step_time_benchmark_quick():
-  summary = _load("step_time_benchmark").main(["--quick"])
+  summary = load_benchmark("step_time_benchmark").main(["--quick"])
   assert summary["sizes"] == {"small": 1_000, "large": 20_000}
   for name in ("small", "large"):
     assert len(summary["step_seconds"][name]) == 2
@@ -62,7 +49,7 @@ def test_step_time_benchmark_quick():
 
 
 def test_step_time_benchmark_batches_differ_only_by_relabelling():
-  module = _load("step_time_benchmark")
+  module = load_benchmark("step_time_benchmark")
   args = module.parse_args(["--quick"])
   small = module.make_batches(1_000, args)
   large = module.relabel(small, 20_000, seed=0)
@@ -79,7 +66,7 @@ def test_step_time_benchmark_batches_differ_only_by_relabelling():
 
 def test_momentum_benchmark_quick(tmp_path):
   out = tmp_path / "momentum.json"
-  summary = _load("momentum_benchmark").main(["--quick", "--output", str(out)])
+  summary = load_benchmark("momentum_benchmark").main(["--quick", "--output", str(out)])
   assert summary["sizes"] == {"small": 1_000, "large": 20_000}
   for name in ("small", "large"):
     assert len(summary["update_seconds"][name]) == 2
@@ -92,7 +79,7 @@ def test_momentum_benchmark_quick(tmp_path):
 
 
 def test_tfrs_comparison_benchmark_quick():
-  summary = _load("tfrs_comparison_benchmark").main(["--quick"])
+  summary = load_benchmark("tfrs_comparison_benchmark").main(["--quick"])
   assert set(summary) == {
       "num_items", "batch_size", "history_len", "dim", "round_seconds",
       "round_cpu_seconds", "examples_per_second", "examples_per_cpu_second",
@@ -107,13 +94,13 @@ def test_tfrs_comparison_benchmark_quick():
   # Both made the same updates (warm-up + 1 round, 3 steps each, --quick),
   # fitting the one dataset whose digest is reported.
   assert summary["steps"] == {"dcg_tf": 6, "tfrs": 6}
-  assert _is_digest(summary["data_digest"])
+  assert is_digest(summary["data_digest"])
 
 
 @pytest.mark.slow
 def test_reproducibility_benchmark_quick(tmp_path):
   out = tmp_path / "repro.json"
-  summary = _load("reproducibility_benchmark").main(["--quick", "--output", str(out)])
+  summary = load_benchmark("reproducibility_benchmark").main(["--quick", "--output", str(out)])
   result = summary["results"]["two_tower"]
   # two_tower trains bitwise-reproducibly (measured; docs/results/clrec.md).
   assert result["bitwise_equal"] and result["differing_variables"] == 0
@@ -126,7 +113,7 @@ def test_reproducibility_benchmark_against_a_commit(tmp_path):
   # The first run uses the code of a commit checked out with git worktree; the
   # same commit as the tree (HEAD, when the tree has no change in what training
   # computes) must give the same weights.
-  summary = _load("reproducibility_benchmark").main(
+  summary = load_benchmark("reproducibility_benchmark").main(
       ["--quick", "--base_commit=HEAD", "--tolerance=1e-6"])
   result = summary["results"]["two_tower"]
   assert summary["within_tolerance"] and result["max_abs_difference"] <= 1e-6
@@ -134,7 +121,7 @@ def test_reproducibility_benchmark_against_a_commit(tmp_path):
 
 
 def test_data_digest_tells_data_apart():
-  common = _load("common")
+  common = load_benchmark("common")
   batches = [{"ids": np.array([1, 2, 3]), "mask": np.array([True, False, True])},
              (np.zeros([2, 2], np.float32), np.array([7]))]
   same = [{"mask": np.array([True, False, True]), "ids": np.array([1, 2, 3])},

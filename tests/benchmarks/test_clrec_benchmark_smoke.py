@@ -1,20 +1,15 @@
 """benchmarks/clrec_throughput_benchmark.py runs end to end with --quick."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
-BENCHMARK = (pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-             / "clrec_throughput_benchmark.py")
+from tests.benchmarks.loading import load_benchmark
 
 
 @pytest.mark.slow
 def test_clrec_throughput_benchmark_quick(tmp_path):
-  spec = importlib.util.spec_from_file_location("clrec_benchmark", BENCHMARK)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = load_benchmark("clrec_throughput_benchmark")
   out = tmp_path / "clrec.json"
   summary = module.main(["--quick", "--output", str(out)])
   assert json.loads(out.read_text()) == summary

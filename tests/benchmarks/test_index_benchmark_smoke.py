@@ -1,23 +1,14 @@
 """Smoke run of benchmarks/index_benchmark.py --quick (CI): schema and sanity."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "index_benchmark.py"
-
-
-def _load_benchmark():
-  spec = importlib.util.spec_from_file_location("index_benchmark", _PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from tests.benchmarks.loading import load_benchmark
 
 
 def test_quick_run_reports_the_schema_and_exact_labels(tmp_path):
-  benchmark = _load_benchmark()
+  benchmark = load_benchmark("index_benchmark")
   output = tmp_path / "report.json"
   workdir = tmp_path / "work"
   summary = benchmark.main(["--quick", "--output", str(output),
@@ -58,7 +49,7 @@ def test_quick_run_reports_the_schema_and_exact_labels(tmp_path):
 
 
 def test_predicted_bytes_hand_worked():
-  benchmark = _load_benchmark()
+  benchmark = load_benchmark("index_benchmark")
   # Flat, 10M x 64: 10^7 * 64 * 4 = 2.56e9 bytes.
   assert benchmark.predicted_bytes("flat", 10_000_000, 64, {}, 4) == 2_560_000_000
   # IVF-PQ, 10M x 64, m = 16 x 8 bits = 16-byte codes + 8-byte ids:

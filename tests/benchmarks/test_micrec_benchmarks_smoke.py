@@ -2,29 +2,16 @@
 run end to end at --quick: their JSON, and that each side counts or trains on
 the same data (no timing asserts)."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, BENCHMARKS / (name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _is_digest(value):
-  return isinstance(value, str) and len(value) == 64 and int(value, 16) >= 0
+from tests.benchmarks.loading import is_digest, load_benchmark
 
 
 def test_cooccurrence_benchmark_quick(tmp_path):
-  module = _load("cooccurrence_benchmark")
+  module = load_benchmark("cooccurrence_benchmark")
   out = tmp_path / "cooccurrence.json"
   summary = module.main(["--quick", "--output", str(out)])
   assert json.loads(out.read_text()) == summary
@@ -57,14 +44,14 @@ def test_cooccurrence_benchmark_quick(tmp_path):
 @pytest.mark.slow   # two models traced: ~80 s wall on the loaded 2-core machine
 def test_micrec_step_benchmark_quick(tmp_path):
   out = tmp_path / "step.json"
-  summary = _load("micrec_step_benchmark").main(["--quick", "--output", str(out)])
+  summary = load_benchmark("micrec_step_benchmark").main(["--quick", "--output", str(out)])
   assert json.loads(out.read_text()) == summary
   for field in ("step_seconds", "step_cpu_seconds"):
     assert set(summary[field]) == {"ican", "micrec"}
     assert all(len(v) == 2 for v in summary[field].values())   # --quick rounds
   # The same main batches in the same order; only MicRec has pair streams.
   digests = summary["data_digest"]
-  assert _is_digest(digests["ican"]) and digests["ican"] == digests["micrec"]
+  assert is_digest(digests["ican"]) and digests["ican"] == digests["micrec"]
   assert summary["aux_digest"]["ican"] != summary["aux_digest"]["micrec"]
   losses = summary["last_losses"]
   assert "item_cl_fea_loss" not in losses["ican"]

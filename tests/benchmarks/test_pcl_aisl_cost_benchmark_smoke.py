@@ -1,24 +1,14 @@
 """Smoke run of benchmarks/pcl_aisl_cost_benchmark.py --quick (no timing asserts)."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 
-_PATH = (pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-         / "pcl_aisl_cost_benchmark.py")
-
-
-def _load_benchmark():
-  spec = importlib.util.spec_from_file_location("pcl_aisl_cost_benchmark", _PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from tests.benchmarks.loading import load_benchmark
 
 
 def test_quick_run_reports_both_parts(tmp_path):
-  benchmark = _load_benchmark()
+  benchmark = load_benchmark("pcl_aisl_cost_benchmark")
   output = tmp_path / "report.json"
   benchmark.main(["--quick", "--output=%s" % output])
   report = json.loads(output.read_text())
@@ -37,7 +27,7 @@ def test_quick_run_reports_both_parts(tmp_path):
 
 def test_aisl_queries_retrieve_the_max_over_active_vectors():
   """The timed AISL search returns NumPy's max over the K_u active vectors."""
-  benchmark = _load_benchmark()
+  benchmark = load_benchmark("pcl_aisl_cost_benchmark")
   args = benchmark.parse_args(["--quick", "--rounds=1"])
   _, items, queries, masks, results = benchmark.serving_qps(
       args, np.random.default_rng(0))
@@ -53,7 +43,7 @@ def test_aisl_queries_retrieve_the_max_over_active_vectors():
 
 
 def test_aisl_mask_hand_worked():
-  benchmark = _load_benchmark()
+  benchmark = load_benchmark("pcl_aisl_cost_benchmark")
   # 10 queries, AINPU 2.3 of K = 4: 3 queries get 3 slots, 7 get 2.
   mask = benchmark.aisl_mask(10, 4, 2.3, np.random.default_rng(1))
   assert sorted(mask.sum(1).tolist()) == [2] * 7 + [3] * 3

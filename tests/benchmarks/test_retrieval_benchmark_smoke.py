@@ -1,23 +1,14 @@
 """Smoke run of benchmarks/retrieval_benchmark.py --quick (CI)."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "retrieval_benchmark.py"
-
-
-def _load_benchmark():
-  spec = importlib.util.spec_from_file_location("retrieval_benchmark", _PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from tests.benchmarks.loading import load_benchmark
 
 
 def test_quick_run_reports_consistent_figures(tmp_path):
-  benchmark = _load_benchmark()
+  benchmark = load_benchmark("retrieval_benchmark")
   output = tmp_path / "report.json"
   benchmark.main(["--quick", "--output_json=%s" % output])
   report = json.loads(output.read_text())
@@ -41,7 +32,7 @@ def test_quick_run_reports_consistent_figures(tmp_path):
 
 
 def test_recall_at_k_hand_worked():
-  benchmark = _load_benchmark()
+  benchmark = load_benchmark("retrieval_benchmark")
   # Query 0 finds 2 of its 4 true neighbours, query 1 all 4: (0.5 + 1) / 2.
   approx = np.array([[1, 2, 9, 8], [4, 3, 2, 1]])
   exact = np.array([[1, 2, 3, 4], [1, 2, 3, 4]])

@@ -5,30 +5,17 @@ benchmarks/mutual_information_benchmark.py (Eq. 4 over a generated catalog,
 two chunk sizes). No timing is asserted.
 """
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(name, BENCHMARKS / (name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def _is_digest(value):
-  return isinstance(value, str) and len(value) == 64 and int(value, 16) >= 0
+from tests.benchmarks.loading import is_digest, load_benchmark
 
 
 def test_ssl_step_benchmark_quick(tmp_path):
   out = tmp_path / "ssl_step.json"
-  summary = _load("ssl_step_benchmark").main(["--quick", "--output", str(out)])
+  summary = load_benchmark("ssl_step_benchmark").main(["--quick", "--output", str(out)])
   assert json.loads(out.read_text()) == summary
   assert set(summary) == {
       "models", "num_items", "num_fields", "batch_size", "history_len",
@@ -43,10 +30,10 @@ def test_ssl_step_benchmark_quick(tmp_path):
   # main batches; only ssl_cfm consumed an SSL item batch.
   assert summary["steps"] == {"ssl_baseline": 4, "ssl_cfm": 4}
   digests = summary["main_data_digest"]
-  assert _is_digest(digests["ssl_cfm"])
+  assert is_digest(digests["ssl_cfm"])
   assert digests["ssl_cfm"] == digests["ssl_baseline"]
   ssl = summary["ssl_data_digest"]
-  assert _is_digest(ssl["ssl_cfm"]) and ssl["ssl_cfm"] != ssl["ssl_baseline"]
+  assert is_digest(ssl["ssl_cfm"]) and ssl["ssl_cfm"] != ssl["ssl_baseline"]
   for name in summary["models"]:
     assert len(summary["step_seconds"][name]) == 2
     assert summary["median_step_cpu_seconds"][name] > 0
@@ -54,7 +41,7 @@ def test_ssl_step_benchmark_quick(tmp_path):
 
 
 def test_mutual_information_benchmark_quick(tmp_path):
-  module = _load("mutual_information_benchmark")
+  module = load_benchmark("mutual_information_benchmark")
   out = tmp_path / "mi.json"
   summary = module.main(["--quick", "--output", str(out)])
   assert json.loads(out.read_text()) == summary
@@ -67,7 +54,7 @@ def test_mutual_information_benchmark_quick(tmp_path):
   assert (first["max_pairs_per_chunk"], second["max_pairs_per_chunk"]) == (
       4194304, 1000)
   # Both chunk sizes ran on the same fields and agree.
-  assert _is_digest(first["data_digest"])
+  assert is_digest(first["data_digest"])
   assert first["data_digest"] == second["data_digest"]
   assert summary["max_abs_difference"] < 1e-9
   # Independent check of the table: the id takes a distinct value per item,
