@@ -33,8 +33,9 @@ recorded, since the machine may be shared.
 Training throughput: `loop_examples_per_s` is the trainer's own steps/s over
 the epoch loop (its last progress line: tf.function tracing and checkpoint
 writes included, process start and dataset load not) times the batch size;
-`stage_examples_per_s` is the examples of the epoch (one per training user)
-over the train stage's wall time.
+`stage_examples_per_s` is the examples of the epoch (steps x batch size:
+one cut per user, the last partial batch dropped) over the train stage's
+wall time.
 
 The sampled users: `--sample_users` random byte offsets of the reviews file
 (which the generator writes grouped by user, in time order); from each, the
@@ -319,7 +320,7 @@ def rehearse(args, work):
   with open(os.path.join(paths["data"], "manifest.json")) as f:
     manifest = json.load(f)
   steps, steps_per_s = _trainer_rate(outputs["train"][1])
-  examples = manifest["counts"]["train_users"]
+  examples = steps * args.batch_size          # the partial batch is dropped
   with open(os.path.join(paths["export"], "item_ids.txt")) as f:
     item_ids = f.read().split()
   with open(os.path.join(work, "retrieved.json")) as f:
