@@ -5,27 +5,17 @@ Six binaries start TensorFlow one after the other: about 1 minute on an idle
 2-core machine, several under load, hence slow.
 """
 
-import importlib.util
 import json
 import math
-import pathlib
 
 import pytest
 
-_PATH = (pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-         / "scale_rehearsal.py")
-
-
-def _load_benchmark():
-  spec = importlib.util.spec_from_file_location("scale_rehearsal", _PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from tests.benchmarks.loading import load_benchmark
 
 
 @pytest.mark.slow
 def test_quick_rehearsal_runs_every_stage(tmp_path):
-  rehearsal = _load_benchmark()
+  rehearsal = load_benchmark("scale_rehearsal")
   work, output = tmp_path / "work", tmp_path / "report.json"
   summary = rehearsal.main(["--quick", "--workdir", str(work), "--keep",
                             "--output", str(output)])
