@@ -35,6 +35,9 @@ flags.DEFINE_string("output_dir", None, "Folder for the raw files.")
 flags.DEFINE_integer("num_events", 100_000, "Approximate number of events.")
 flags.DEFINE_integer("num_users", 0, "Users (0 = num_events / 12).")
 flags.DEFINE_integer("num_items", 0, "Items (0 = num_events / 25).")
+flags.DEFINE_bool("exact", False, "Exactly --num_events events, --num_users users "
+                  "and --num_items items, each item in at least one event "
+                  "(both counts must be set).")
 flags.DEFINE_list("formats", ["amazon", "sequence", "movielens"], "Formats to write.")
 flags.DEFINE_bool("gzip", False, "amazon: write .json.gz files.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -50,10 +53,10 @@ def tiny():
 
 
 def generate(output_dir, num_events, formats, num_users=0, num_items=0, seed=0,
-             compress=False):
+             compress=False, exact=False):
   """Generates and writes; returns the list of written paths."""
   data = synthetic.generate(num_events, num_users=num_users or None,
-                            num_items=num_items or None, seed=seed)
+                            num_items=num_items or None, exact=exact, seed=seed)
   os.makedirs(output_dir, exist_ok=True)
   written = []
   for fmt in formats:
@@ -82,12 +85,15 @@ def main(argv):
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required")
   num_events = FLAGS.num_events
+  if FLAGS.exact and not (FLAGS.num_users and FLAGS.num_items):
+    raise app.UsageError("--exact needs --num_users and --num_items")
   if tiny() and num_events > TINY_EVENTS:
     print("%s=%s: %d events instead of %d" % (TINY_ENV, os.environ[TINY_ENV],
                                              TINY_EVENTS, num_events), file=sys.stderr)
     num_events = TINY_EVENTS
   for path in generate(FLAGS.output_dir, num_events, FLAGS.formats,
-                       FLAGS.num_users, FLAGS.num_items, FLAGS.seed, FLAGS.gzip):
+                       FLAGS.num_users, FLAGS.num_items, FLAGS.seed, FLAGS.gzip,
+                       FLAGS.exact):
     print(path)
   return 0
 

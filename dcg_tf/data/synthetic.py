@@ -14,6 +14,10 @@ The generator (`generate`) draws, with one seed:
   with a mean of `in_session_gap` seconds (default 3 minutes); a new session
   starts with probability `new_session_prob` after a gap of about
   `between_session_gap` seconds (default 2 days).
+With `exact=True` the counts are exact: `num_events` events (the users'
+rounded-down shares topped up by largest remainder) and every one of
+`num_items` items in at least one event (events that repeat an item are
+re-pointed at the items never drawn; the rest of the draw is unchanged).
 Everything is vectorised NumPy; the writers format lines with `str` methods
 over whole chunks.
 
@@ -70,8 +74,13 @@ class SyntheticData:
 def generate(num_events, num_users=None, num_items=None, num_categories=None,
              alpha=1.0, affinity=0.8, min_events=5, in_session_gap=180.0,
              between_session_gap=2 * 86400.0, new_session_prob=0.2,
-             start_time=1_262_304_000, seed=0):
-  """Draws a synthetic dataset of about `num_events` events (see module doc)."""
+             start_time=1_262_304_000, exact=False, seed=0):
+  """Draws a synthetic dataset of about `num_events` events (see module doc).
+
+  With `exact`, exactly `num_events` events over exactly `num_users` users
+  and `num_items` items (each used at least once); needs
+  `min_events * num_users <= num_events` and `num_items <= num_events`.
+  """
   rng = np.random.default_rng(seed)
   num_users = num_users or max(10, num_events // 12)
   num_items = num_items or max(10, num_events // 25)
@@ -92,7 +101,16 @@ def generate(num_events, num_users=None, num_items=None, num_categories=None,
   # Users: log-normal activity scaled to about num_events.
   raw = rng.lognormal(0.0, 1.0, num_users)
   extra = np.maximum(num_events - min_events * num_users, 0)
-  counts = min_events + np.floor(raw / raw.sum() * extra).astype(np.int64)
+  share = raw / raw.sum() * extra
+  counts = min_events + np.floor(share).astype(np.int64)
+  if exact:
+    if min_events * num_users > num_events or num_items > num_events:
+      raise ValueError(
+          "exact=True needs num_events >= min_events x num_users (%d x %d) and "
+          ">= num_items (%d), got %d; raise num_events or lower the others"
+          % (min_events, num_users, num_items, num_events))
+    short = num_events - int(counts.sum())                 # < num_users
+    counts[np.argsort(np.floor(share) - share, kind="stable")[:short]] += 1
   user = np.repeat(np.arange(num_users, dtype=np.int64), counts)
   n = user.size
 
@@ -110,6 +128,8 @@ def generate(num_events, num_users=None, num_items=None, num_categories=None,
   cdf = cat + within / cat_total                               # [I], in (c, c+1]
   item = np.searchsorted(cdf, event_cat + rng.random(n) * (1 - 1e-12), side="right")
   item = np.minimum(item, num_items - 1).astype(np.int64)
+  if exact:   # its own generator: the draws below stay those of exact=False
+    item = _cover_items(item, num_items, np.random.default_rng([seed, 1]))
 
   # Session-structured timestamps.
   first = np.ones(n, bool)
@@ -126,6 +146,25 @@ def generate(num_events, num_users=None, num_items=None, num_categories=None,
   return SyntheticData(user, item, timestamp, rating, cat.astype(np.int64),
                        brand.astype(np.int64), pop, num_users, num_items,
                        num_categories)
+
+
+def _cover_items(item, num_items, rng):
+  """Re-points events that repeat an item at the items no event drew.
+
+  An event is spare when its item occurs at an earlier position too, so
+  moving any set of spare events leaves every drawn item drawn; each of the
+  M missing items takes one of M distinct spare events chosen uniformly.
+  """
+  missing = np.flatnonzero(np.bincount(item, minlength=num_items) == 0)
+  if missing.size == 0:
+    return item
+  order = np.argsort(item, kind="stable")
+  repeat = np.zeros(item.size, bool)
+  repeat[1:] = item[order][1:] == item[order][:-1]
+  spare = order[repeat]                   # events whose item occurred before
+  item = item.copy()
+  item[rng.choice(spare, missing.size, replace=False)] = rng.permutation(missing)
+  return item
 
 
 # === Item fields in correlated groups (SSL-CFM) ===

@@ -1,7 +1,10 @@
 """Synthetic generator: statistical properties it promises, and round trips
 through the writers and loaders (the loaders must return exactly the events)."""
 
+import hashlib
+
 import numpy as np
+import pytest
 
 from dcg_tf.data import synthetic
 from dcg_tf.data.loaders import LOADERS
@@ -127,3 +130,31 @@ def test_correlated_csv_round_trips_and_the_groups_are_recovered(tmp_path):
   np.fill_diagonal(mi, -np.inf)
   for i, name in enumerate(names):
     assert fields.groups[names[int(np.argmax(mi[i]))]] == fields.groups[name], name
+
+
+def test_exact_counts():
+  # 5,000 events over 300 users (>= 5 each) and 400 items: the approximate
+  # draw has 4,842 events and 378 distinct items (checked below), so both the
+  # remainder top-up and the item cover do work here.
+  approx = synthetic.generate(5000, num_users=300, num_items=400, seed=0)
+  assert approx.user.size == 4842 and np.unique(approx.item).size == 378
+  d = synthetic.generate(5000, num_users=300, num_items=400, exact=True, seed=0)
+  assert d.user.size == d.item.size == d.timestamp.size == 5000
+  np.testing.assert_array_equal(np.unique(d.user), np.arange(300))
+  np.testing.assert_array_equal(np.unique(d.item), np.arange(400))
+  assert np.bincount(d.user).min() >= 5
+  same = d.user[1:] == d.user[:-1]
+  assert (np.diff(d.timestamp)[same] > 0).all()       # still time-ordered
+  with pytest.raises(ValueError, match="num_events"):
+    synthetic.generate(1000, num_users=300, num_items=400, exact=True)
+
+
+def test_approximate_draw_unchanged():
+  # sha256 of (user, item, timestamp, rating) bytes of generate(5000,
+  # num_users=300, num_items=400, seed=0) from the code before `exact`.
+  d = synthetic.generate(5000, num_users=300, num_items=400, seed=0)
+  h = hashlib.sha256()
+  for a in (d.user, d.item, d.timestamp, d.rating):
+    h.update(np.ascontiguousarray(a).tobytes())
+  assert h.hexdigest() == ("b38c4f7bbba1826466c8d2093d985f597d3f6fb4129"
+                           "66ae945dbdf451ba70e91")

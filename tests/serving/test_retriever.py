@@ -1,5 +1,6 @@
 """Retriever against NumPy brute force over the exported item embeddings."""
 
+import json
 import os
 import subprocess
 import sys
@@ -193,3 +194,22 @@ def test_retrieve_binary_warns_in_one_line_each(mean_export):
   assert all(line.startswith("warning: ") for line in warned), warned
   assert "not personalised" in warned[0] and "k=1000" in warned[1]
   assert len(result.stdout.strip().splitlines()) == 1 + NUM_ITEMS
+
+
+def test_retrieve_binary_answers_a_history_file(mean_export, mean_retriever,
+                                                tmp_path):
+  histories = [["i3", "i8", "unknown", "i15"], ["i20"], ["i1", "i2"]]
+  path = tmp_path / "histories.txt"
+  path.write_text("".join(",".join(h) + "\n" for h in histories))
+  output = tmp_path / "out.json"
+  lines = _run_binary("experiments.retrieve", "--export_dir=" + mean_export.export_dir,
+                      "--history_file=" + str(path), "--output=" + str(output),
+                      "--k=5", "--batch_size=2")
+  assert "3 histories, top 5 each" in lines[-1]
+  got = json.loads(output.read_text())
+  assert len(got) == 3
+  # Exact search: each line equals the one-history answer of the Retriever.
+  for row, history in zip(got, histories):
+    expected = mean_retriever.retrieve(history, k=5)
+    assert row["items"] == [item for item, _ in expected]
+    np.testing.assert_allclose(row["scores"], [s for _, s in expected], atol=1e-5)
