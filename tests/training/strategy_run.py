@@ -4,7 +4,8 @@ tests/training/test_distribute.py starts this script because logical CPU
 devices must be configured before TensorFlow initialises them. It trains
 `--experiment` on `--data_dir` for `--steps` global steps with
 `--strategy` (mirrored: 2 logical CPUs), and with `--reference_dir` also on
-one device in the same process; it writes every model variable and the
+one device in the same process (the chief's, under MultiWorkerMirrored); it
+writes every model variable and the
 logged losses of each run to `<out>.npz` / `<out>.json` (`<out>_one.*` for
 the one-device run).
 """
@@ -130,7 +131,7 @@ def main():
   trainer = _train(strategy, args, args.model_dir)
   if trainer.is_chief:
     _write(trainer, args.out)
-  if args.reference_dir:
+  if args.reference_dir and trainer.is_chief:
     _write(_train(None, args, args.reference_dir), args.out + "_one")
 
 

@@ -97,21 +97,24 @@ def test_mirrored_two_tower_equals_one_device_and_replica_negatives_differ(
   assert history[0]["loss"] != pytest.approx(global_history[0]["loss"], rel=1e-3)
 
 
-@pytest.mark.parametrize("params", [
-    {"embedding_dim": 8, "queue_size": 16},                          # raw ids
-    {"embedding_dim": 8, "queue_size": 16, "queue": "cached",
-     "momentum": 0.9},                                               # MoCo keys
-])
+# CLRec with a queue of 16 slots (global batch 8): it wraps after 2 steps, so
+# 4 steps check that it holds the global batches in order on every replica.
+# epsilon=1e-3: the attention's score bias has a zero gradient up to float
+# noise, which Adam with epsilon=1e-7 would turn into steps of lr size.
+CLREC_RAW = {"embedding_dim": 8, "queue_size": 16}          # raw ids, re-encoded
+# Cached keys from a momentum encoder (MoCo): the queue stores the key
+# encoder's embeddings of the global batch, and the key encoder's lazy
+# catch-up and Eq. 2 update must be the same on every replica.
+CLREC_MOMENTUM = dict(CLREC_RAW, queue="cached", momentum=0.9)
+CLREC_FLAGS = {"steps": 4, "optimizer_args": {"epsilon": 1e-3}}
+
+
+@pytest.mark.parametrize("params", [CLREC_RAW, CLREC_MOMENTUM])
 def test_mirrored_clrec_queue_and_momentum_equal_one_device(data_dir, tmp_path,
                                                            params):
-  # The queue (16 slots, global batch 8) wraps after 2 steps: 4 steps check
-  # that it holds the global batches in order on every replica. epsilon=1e-3:
-  # the attention's score bias has a zero gradient up to float noise, which
-  # Adam with epsilon=1e-7 would turn into steps of lr size.
   out = str(tmp_path / "mirrored")
   _run("mirrored", data_dir, str(tmp_path / "m"), out, "clrec", params,
-       reference_dir=str(tmp_path / "one"), steps=4,
-       optimizer_args={"epsilon": 1e-3})
+       reference_dir=str(tmp_path / "one"), **CLREC_FLAGS)
   _assert_same_run(out, out + "_one")
 
 
@@ -125,9 +128,12 @@ def _free_ports(count):
   return ports
 
 
-def _run_workers(data_dir, model_dir, out, steps, experiment="two_tower",
-                 params=None):
-  """Two MultiWorkerMirroredStrategy workers on 127.0.0.1, batch 8 = 2 x 4."""
+def _run_workers(data_dir, model_dir, out, experiment="two_tower", params=None,
+                 **flags):
+  """Two MultiWorkerMirroredStrategy workers on 127.0.0.1, batch 8 = 2 x 4.
+
+  `flags` are the runner's (`steps`, `optimizer_args`, ...), as for `_run`.
+  """
   ports = _free_ports(2)
   cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
   procs = []
@@ -136,7 +142,7 @@ def _run_workers(data_dir, model_dir, out, steps, experiment="two_tower",
                             "task": {"type": "worker", "index": index}})
     procs.append(subprocess.Popen(
         _runner_args("multi_worker", data_dir, model_dir, out, experiment,
-                     params or {"embedding_dim": 8}, steps=steps),
+                     params or {"embedding_dim": 8}, **flags),
         cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True))
   errors = []
@@ -167,6 +173,23 @@ def test_multi_worker_two_tower_equals_one_device_and_resumes(data_dir, tmp_path
   with open(out + ".json") as f:
     history = json.load(f)["history"]
   assert [step["step"] for step in history] == [3, 4]     # resumed at step 2
+
+
+@pytest.mark.parametrize("params", [CLREC_RAW, CLREC_MOMENTUM])
+def test_multi_worker_clrec_queue_and_momentum_encoder_equal_one_device(
+    data_dir, tmp_path, params):
+  # The issue's "clrec (queue)" (raw: the queue's ids re-encoded by the online
+  # tower, its rows' sparse gradients summed over the workers) and "a model
+  # with a momentum encoder" (cached: the key encoder's embeddings of the
+  # global batch enqueued once per step in worker order, the key encoder
+  # moved by Eq. 2 after the summed step). The queue wraps at step 3, so a
+  # drift changes the losses of steps 3-4 and the queue, key-encoder and
+  # slot variables compared here. The chief worker also runs the one-device
+  # reference (after its MultiWorkerMirrored run, in its own process).
+  out = str(tmp_path / "workers_out")
+  _run_workers(data_dir, str(tmp_path / "workers"), out, "clrec", params,
+               reference_dir=str(tmp_path / "one"), **CLREC_FLAGS)
+  _assert_same_run(out, out + "_one")
 
 
 def test_parameter_server_sharded_table_equals_one_device(data_dir, tmp_path):
