@@ -30,6 +30,11 @@ its TF_CONFIG) trains under `tf.distribute`: `--batch_size` is the global
 batch, split over the replicas, and `--negatives=global` (default) gathers
 the in-batch and queue negatives from every replica so that the loss is the
 one-device loss (docs/scale.md, "Training past one machine").
+`--strategy=parameter_server` is one binary for every task of its TF_CONFIG:
+the "worker" and "ps" tasks start their servers and join, the "chief" trains
+(`--model=two_tower`), its tables of at least `--ps_min_rows` rows cut into
+`--ps_shards` shards on the servers; the chief writes the checkpoints,
+run.json and flags.txt, and resumes when started again.
 """
 
 from experiments import cli  # first: quiets TensorFlow's start-up logs
@@ -48,6 +53,7 @@ from dcg_tf.models import registry
 from dcg_tf.training import checkpoint
 from dcg_tf.training import distribute
 from dcg_tf.training import experiment as experiment_lib
+from dcg_tf.training import parameter_server
 from dcg_tf.training import trainer as trainer_lib
 
 FLAGS = flags.FLAGS
@@ -113,8 +119,18 @@ flags.DEFINE_bool("allow_flag_changes", False,
 flags.DEFINE_enum("strategy", "none", list(distribute.STRATEGIES),
                   "tf.distribute strategy: none (one device), mirrored (the "
                   "devices of this machine), multi_worker (one process per "
-                  "worker, cluster in TF_CONFIG); parameter_server: see "
+                  "worker, cluster in TF_CONFIG), parameter_server (one "
+                  "process per task of TF_CONFIG: \"worker\" and \"ps\" "
+                  "tasks serve, the \"chief\" trains; two_tower only). "
                   "docs/scale.md.")
+flags.DEFINE_integer("ps_shards", 0,
+                     "With --strategy=parameter_server: row shards of each "
+                     "table of at least --ps_min_rows rows, on different "
+                     "servers (0: one per \"ps\" task).")
+flags.DEFINE_integer("ps_min_rows", 100000,
+                     "With --strategy=parameter_server: a float variable "
+                     "with at least this many rows (an embedding table) is "
+                     "sharded; smaller ones stay whole on one server.")
 flags.DEFINE_integer("logical_cpus", 0,
                      "With --strategy=mirrored: split the CPU into this many "
                      "logical devices and mirror over them (0: the default "
@@ -179,9 +195,19 @@ def main(argv):
   del argv
   # Before any TensorFlow op: a strategy sets up the devices and the cluster.
   strategy = None
+  if FLAGS.strategy == "parameter_server" and not (FLAGS.list_models or
+                                                   FLAGS.describe):
+    task_type, task_id = distribute.task()
+    if task_type in ("worker", "ps"):   # a server of the cluster: no training
+      parameter_server.serve(json.loads(os.environ["TF_CONFIG"])["cluster"],
+                             [(task_type, task_id)])
+      return 0
+    if FLAGS.model:   # refused before the chief connects to the cluster
+      parameter_server.check_supported(FLAGS.model)
   if not (FLAGS.list_models or FLAGS.describe):
-    strategy = distribute.make_strategy(FLAGS.strategy,
-                                        logical_cpus=FLAGS.logical_cpus)
+    strategy = distribute.make_strategy(
+        FLAGS.strategy, logical_cpus=FLAGS.logical_cpus,
+        ps_shards=FLAGS.ps_shards, ps_min_rows=FLAGS.ps_min_rows)
   configs.import_all()
   if FLAGS.list_models:
     for name in registry.list_experiments():

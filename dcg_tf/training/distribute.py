@@ -10,9 +10,10 @@
   several processes/machines, each started with its own `TF_CONFIG`
   (cluster `{"worker": [...]}` and its `task`).
 - "parameter_server": `tf.distribute.experimental.ParameterServerStrategy`,
-  variables on parameter servers, embedding tables sharded over them; the
-  coordinator drives workers with `ClusterCoordinator`
-  (`dcg_tf.training.parameter_server`).
+  variables on parameter servers, embedding tables sharded over them; made
+  in the `"chief"` task of TF_CONFIG, the coordinator, which drives the
+  workers with `ClusterCoordinator` (`dcg_tf.training.parameter_server`;
+  the `"worker"` and `"ps"` tasks only serve).
 
 A strategy must be made before TensorFlow touches a device: first thing in a
 binary. docs/scale.md, "Training past one machine".
@@ -43,17 +44,23 @@ def split_cpu(count):
                      "TensorFlow initialises its devices: %s" % (count, e)) from e
 
 
-def make_strategy(name, logical_cpus=0):
+def make_strategy(name, logical_cpus=0, ps_shards=0, ps_min_rows=1):
   """The strategy called `name` (one of `STRATEGIES`); None for "none".
 
   Args:
     name: "none" | "mirrored" | "multi_worker" | "parameter_server".
     logical_cpus: with "mirrored", mirror over this many logical CPU devices
       (0: TensorFlow's default devices, the GPUs if any).
+    ps_shards: with "parameter_server", cut each big table into this many
+      row shards (0: one per parameter server).
+    ps_min_rows: with "parameter_server", the rows from which a float
+      variable is a big table (`parameter_server.table_partitioner`).
 
   Raises:
-    InputError: an unknown name, or a multi-process strategy without the
-      TF_CONFIG it needs.
+    InputError: an unknown name, a multi-process strategy without the
+      TF_CONFIG it needs, or "parameter_server" in a task other than the
+      chief (workers and parameter servers serve:
+      `dcg_tf.training.parameter_server.serve`).
   """
   if name not in STRATEGIES:
     raise InputError("strategy (--strategy) must be one of %s, got %r"
@@ -66,16 +73,27 @@ def make_strategy(name, logical_cpus=0):
       return tf.distribute.MirroredStrategy(
           ["/cpu:%d" % i for i in range(int(logical_cpus))])
     return tf.distribute.MirroredStrategy()
-  if name == "parameter_server":
-    raise InputError("--strategy=parameter_server is not a flag of "
-                     "experiments.train yet: its loop is "
-                     "dcg_tf.training.parameter_server (two_tower only so far; "
-                     "docs/scale.md)")
   if "TF_CONFIG" not in os.environ:
     raise InputError("--strategy=%s needs the TF_CONFIG environment variable "
                      "(the cluster and this process's task; docs/scale.md)"
                      % name)
-  return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  # pylint: disable=g-import-not-at-top
+  from dcg_tf.training import parameter_server  # imports the trainer
+  task_type, _ = task()
+  if task_type != "chief":
+    raise InputError("--strategy=parameter_server: only the \"chief\" task of "
+                     "TF_CONFIG makes the strategy (this task is %r; "
+                     "\"worker\" and \"ps\" tasks run "
+                     "dcg_tf.training.parameter_server.serve)" % (task_type,))
+  resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+  jobs = resolver.cluster_spec().as_dict()
+  if not jobs.get("ps") or not jobs.get("worker"):
+    raise InputError("--strategy=parameter_server: TF_CONFIG's cluster needs "
+                     "\"worker\" and \"ps\" tasks, got %s" % sorted(jobs))
+  return parameter_server.make_strategy(resolver, ps_shards or len(jobs["ps"]),
+                                        ps_min_rows)
 
 
 def task():

@@ -28,6 +28,8 @@ no registered experiment and so no run.json: export its towers with
 import contextlib
 import os
 
+import tensorflow as tf
+
 import dcg_tf
 from dcg_tf import configs
 from dcg_tf import optimizers
@@ -35,6 +37,7 @@ from dcg_tf.errors import InputError
 from dcg_tf.models import registry
 from dcg_tf.training import checkpoint
 from dcg_tf.training import distribute
+from dcg_tf.training import parameter_server
 from dcg_tf.training import trainer as trainer_lib
 
 
@@ -93,7 +96,10 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
       (`ProcessedDataset.with_train_fraction`, SSL-CFM's Table 3); 1 = all.
     strategy: None (one device) or a `tf.distribute.Strategy`
       (`dcg_tf.training.distribute.make_strategy`): the model and optimizer
-      are created under its scope; only the chief writes run.json.
+      are created under its scope; only the chief writes run.json. With a
+      `ParameterServerStrategy` the trainer is a
+      `dcg_tf.training.parameter_server.ParameterServerTrainer` (checked by
+      `dcg_tf.training.parameter_server.check_supported`).
 
   Returns:
     The `Trainer`; `trainer.model` is the model, `trainer.train()` trains.
@@ -124,6 +130,10 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
     params = registry.resolve_params(experiment, overrides)
   except KeyError as e:
     raise InputError(str(e.args[0])) from None
+  parameter_servers = isinstance(
+      strategy, tf.distribute.experimental.ParameterServerStrategy)
+  if parameter_servers:
+    parameter_server.check_supported(experiment, params)
   validate_fn = None
   if config.validate_every:
     validate_fn = validation_fn(data, validation_protocol, config.max_len)
@@ -159,5 +169,7 @@ def build_trainer(experiment, data, model_dir, params=None, config=None,
   with scope:
     model = registry.build_model(experiment, params, data)
     optimizer = optimizers.get_optimizer(optimizer, learning_rate)
-  return trainer_lib.Trainer(model, optimizer, data, model_dir, config,
-                             validate_fn=validate_fn, strategy=strategy)
+  trainer_class = (parameter_server.ParameterServerTrainer if parameter_servers
+                   else trainer_lib.Trainer)
+  return trainer_class(model, optimizer, data, model_dir, config,
+                       validate_fn=validate_fn, strategy=strategy)

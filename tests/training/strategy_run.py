@@ -4,7 +4,8 @@ tests/training/test_distribute.py starts this script because logical CPU
 devices must be configured before TensorFlow initialises them. It trains
 `--experiment` on `--data_dir` for `--steps` global steps with
 `--strategy` (mirrored: 2 logical CPUs), and with `--reference_dir` also on
-one device in the same process; it writes every model variable and the
+one device in the same process (the chief's, under MultiWorkerMirrored); it
+writes every model variable and the
 logged losses of each run to `<out>.npz` / `<out>.json` (`<out>_one.*` for
 the one-device run).
 """
@@ -56,60 +57,6 @@ def _write(trainer, out):
     json.dump({"history": trainer.history, "is_chief": trainer.is_chief}, f)
 
 
-def _parameter_server(args):
-  """One device, then 1 worker + 2 parameter servers from the same start.
-
-  The sharded tables are initialised shard by shard (other random values
-  than one table), so the one-device initial weights are written to a
-  checkpoint and restored into the shards before training. Both final
-  models are written as checkpoints (`<out>_one.ckpt`, `<out>.ckpt`: a
-  sharded variable is saved as one tensor) with the losses in `<out>.json`.
-  """
-  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf
-  from dcg_tf import configs
-  from dcg_tf.data.dataset import ProcessedDataset
-  from dcg_tf.models import registry
-  from dcg_tf.optimizers import get_optimizer
-  from dcg_tf.training import parameter_server
-  from dcg_tf.training import trainer as trainer_lib
-
-  configs.import_all()
-  data = ProcessedDataset.load(args.data_dir)
-  config = trainer_lib.TrainerConfig(
-      batch_size=args.batch_size, max_len=6, epochs=1, steps=args.steps, seed=1,
-      all_prefixes=True, progress=False, log_every=1)
-  params = registry.resolve_params(args.experiment, dict(
-      json.loads(args.params), max_len=6))
-
-  def new_model():
-    trainer_lib.set_seeds(1)
-    return (registry.build_model(args.experiment, params, data),
-            get_optimizer(args.optimizer, args.learning_rate,
-                          **json.loads(args.optimizer_args)))
-
-  model, optimizer = new_model()
-  trainer = trainer_lib.Trainer(model, optimizer, data, args.model_dir, config)
-  trainer._build(trainer._first_batch())  # pylint: disable=protected-access
-  initial = tf.train.Checkpoint(model=model).write(args.out + "_initial.ckpt")
-  trainer.train()
-  tf.train.Checkpoint(model=model).write(args.out + "_one.ckpt")
-  one_losses = [step["loss"] for step in trainer.history]
-
-  strategy = parameter_server.make_strategy(
-      parameter_server.in_process_cluster(num_workers=1, num_ps=2),
-      num_shards=2, min_rows=data.num_items + 1)
-  with strategy.scope():
-    model, optimizer = new_model()
-  parameter_server.build(strategy, model, optimizer, data, config)
-  tf.train.Checkpoint(model=model).read(initial).assert_existing_objects_matched()
-  losses = parameter_server.train(strategy, model, optimizer, data, config)
-  tf.train.Checkpoint(model=model).write(args.out + ".ckpt")
-  shards = {w.name: w.device for w in model.weights if "/part_" in w.name}
-  with open(args.out + ".json", "w") as f:
-    json.dump({"losses": losses, "one_losses": one_losses, "shards": shards}, f)
-
-
 def main():
   parser = argparse.ArgumentParser()
   for name in ("strategy", "data_dir", "model_dir", "experiment", "out"):
@@ -123,14 +70,12 @@ def main():
   parser.add_argument("--optimizer_args", default="{}")
   parser.add_argument("--learning_rate", type=float, default=0.05)
   args = parser.parse_args()
-  if args.strategy == "parameter_server":
-    return _parameter_server(args)
   strategy = distribute.make_strategy(
       args.strategy, logical_cpus=2 if args.strategy == "mirrored" else 0)
   trainer = _train(strategy, args, args.model_dir)
   if trainer.is_chief:
     _write(trainer, args.out)
-  if args.reference_dir:
+  if args.reference_dir and trainer.is_chief:
     _write(_train(None, args, args.reference_dir), args.out + "_one")
 
 

@@ -6,13 +6,16 @@ the weights (optimizer slots included) after a few steps must be the
 one-device ones within float tolerance (the summed gradients differ only in
 the order of their float additions). Per-replica negatives must change the
 loss, and their count per row is worked out by hand. Each run is a
-subprocess (`tests/training/strategy_run.py`): logical devices and TF_CONFIG
-must be set before TensorFlow starts. They run in `make test` (about three
-minutes together on 2 cores): CI checks the strategies on every change.
+subprocess (`tests/training/strategy_run.py`, or `experiments.train` itself
+for parameter servers): logical devices and TF_CONFIG must be set before
+TensorFlow starts. They run in `make test`: CI checks the strategies on
+every change (times in docs/scale.md, "Tests").
 """
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,21 +100,24 @@ def test_mirrored_two_tower_equals_one_device_and_replica_negatives_differ(
   assert history[0]["loss"] != pytest.approx(global_history[0]["loss"], rel=1e-3)
 
 
-@pytest.mark.parametrize("params", [
-    {"embedding_dim": 8, "queue_size": 16},                          # raw ids
-    {"embedding_dim": 8, "queue_size": 16, "queue": "cached",
-     "momentum": 0.9},                                               # MoCo keys
-])
+# CLRec with a queue of 16 slots (global batch 8): it wraps after 2 steps, so
+# 4 steps check that it holds the global batches in order on every replica.
+# epsilon=1e-3: the attention's score bias has a zero gradient up to float
+# noise, which Adam with epsilon=1e-7 would turn into steps of lr size.
+CLREC_RAW = {"embedding_dim": 8, "queue_size": 16}          # raw ids, re-encoded
+# Cached keys from a momentum encoder (MoCo): the queue stores the key
+# encoder's embeddings of the global batch, and the key encoder's lazy
+# catch-up and Eq. 2 update must be the same on every replica.
+CLREC_MOMENTUM = dict(CLREC_RAW, queue="cached", momentum=0.9)
+CLREC_FLAGS = {"steps": 4, "optimizer_args": {"epsilon": 1e-3}}
+
+
+@pytest.mark.parametrize("params", [CLREC_RAW, CLREC_MOMENTUM])
 def test_mirrored_clrec_queue_and_momentum_equal_one_device(data_dir, tmp_path,
                                                            params):
-  # The queue (16 slots, global batch 8) wraps after 2 steps: 4 steps check
-  # that it holds the global batches in order on every replica. epsilon=1e-3:
-  # the attention's score bias has a zero gradient up to float noise, which
-  # Adam with epsilon=1e-7 would turn into steps of lr size.
   out = str(tmp_path / "mirrored")
   _run("mirrored", data_dir, str(tmp_path / "m"), out, "clrec", params,
-       reference_dir=str(tmp_path / "one"), steps=4,
-       optimizer_args={"epsilon": 1e-3})
+       reference_dir=str(tmp_path / "one"), **CLREC_FLAGS)
   _assert_same_run(out, out + "_one")
 
 
@@ -125,9 +131,12 @@ def _free_ports(count):
   return ports
 
 
-def _run_workers(data_dir, model_dir, out, steps, experiment="two_tower",
-                 params=None):
-  """Two MultiWorkerMirroredStrategy workers on 127.0.0.1, batch 8 = 2 x 4."""
+def _run_workers(data_dir, model_dir, out, experiment="two_tower", params=None,
+                 **flags):
+  """Two MultiWorkerMirroredStrategy workers on 127.0.0.1, batch 8 = 2 x 4.
+
+  `flags` are the runner's (`steps`, `optimizer_args`, ...), as for `_run`.
+  """
   ports = _free_ports(2)
   cluster = {"worker": ["127.0.0.1:%d" % p for p in ports]}
   procs = []
@@ -136,7 +145,7 @@ def _run_workers(data_dir, model_dir, out, steps, experiment="two_tower",
                             "task": {"type": "worker", "index": index}})
     procs.append(subprocess.Popen(
         _runner_args("multi_worker", data_dir, model_dir, out, experiment,
-                     params or {"embedding_dim": 8}, steps=steps),
+                     params or {"embedding_dim": 8}, **flags),
         cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True))
   errors = []
@@ -169,26 +178,109 @@ def test_multi_worker_two_tower_equals_one_device_and_resumes(data_dir, tmp_path
   assert [step["step"] for step in history] == [3, 4]     # resumed at step 2
 
 
-def test_parameter_server_sharded_table_equals_one_device(data_dir, tmp_path):
-  # 1 worker + 2 parameter servers in one process (TensorFlow's in-process
-  # cluster); the item id table (31 rows) is cut into 2 shards on different
-  # servers, started from the one-device initial weights.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  out = str(tmp_path / "ps")
-  _run("parameter_server", data_dir, str(tmp_path / "one"), out, "two_tower",
-       {"embedding_dim": 8}, steps=4)
-  with open(out + ".json") as f:
-    result = json.load(f)
-  devices = sorted(result["shards"].values())
-  assert len(devices) == 2 and "/job:ps/replica:0/task:0" in devices[0]
-  assert "/job:ps/replica:0/task:1" in devices[1]
-  np.testing.assert_allclose(result["losses"], result["one_losses"], rtol=1e-5)
-  one = tf.train.load_checkpoint(out + "_one.ckpt")
-  sharded = tf.train.load_checkpoint(out + ".ckpt")
-  keys = [k for k in one.get_variable_to_shape_map() if k.startswith("model/")]
-  assert set(keys) == {k for k in sharded.get_variable_to_shape_map()
-                       if k.startswith("model/")}
-  assert any("id_embedding" in k for k in keys)
-  for key in keys:   # weights and LazyAdam slots, the table saved whole
+@pytest.mark.parametrize("params", [CLREC_RAW, CLREC_MOMENTUM])
+def test_multi_worker_clrec_queue_and_momentum_encoder_equal_one_device(
+    data_dir, tmp_path, params):
+  # The issue's "clrec (queue)" (raw: the queue's ids re-encoded by the online
+  # tower, its rows' sparse gradients summed over the workers) and "a model
+  # with a momentum encoder" (cached: the key encoder's embeddings of the
+  # global batch enqueued once per step in worker order, the key encoder
+  # moved by Eq. 2 after the summed step). The queue wraps at step 3, so a
+  # drift changes the losses of steps 3-4 and the queue, key-encoder and
+  # slot variables compared here. The chief worker also runs the one-device
+  # reference (after its MultiWorkerMirrored run, in its own process).
+  out = str(tmp_path / "workers_out")
+  _run_workers(data_dir, str(tmp_path / "workers"), out, "clrec", params,
+               reference_dir=str(tmp_path / "one"), **CLREC_FLAGS)
+  _assert_same_run(out, out + "_one")
+
+
+# A cluster of 1 worker and 2 parameter servers in one process, each task's
+# server started by the function the binary's "worker" and "ps" tasks call.
+_SERVE = ("import json, sys\n"
+          "from dcg_tf.training import parameter_server\n"
+          "parameter_server.serve(json.loads(sys.argv[1]),"
+          " [('worker', 0), ('ps', 0), ('ps', 1)])")
+_TRAIN_FLAGS = ["--model=two_tower", "--embedding_dim=8", "--batch_size=8",
+                "--max_len=6", "--seed=1", "--all_prefixes",
+                "--learning_rate=0.05", "--progress=false"]
+
+
+def test_parameter_server_binary_sharded_table_equals_one_device_and_resumes(
+    data_dir, tmp_path):
+  # pylint: disable=g-import-not-at-top,protected-access
+  import tensorflow as tf
+  from dcg_tf.data.dataset import ProcessedDataset
+  from dcg_tf.training import experiment
+  from dcg_tf.training import trainer as trainer_lib
+  # The one-device reference, in this process, with the binary's settings.
+  # A sharded table is initialised shard by shard (other random values than
+  # one table), so the parameter-server run starts from the reference's step
+  # 0 checkpoint, copied into its model_dir: its first start resumes it.
+  reference = experiment.build_trainer(
+      "two_tower", ProcessedDataset.load(data_dir), str(tmp_path / "one"),
+      params={"embedding_dim": 8}, learning_rate=0.05,
+      config=trainer_lib.TrainerConfig(batch_size=8, max_len=6, steps=4,
+                                       seed=1, all_prefixes=True,
+                                       progress=False, log_every=1))
+  reference._build(reference._first_batch())
+  reference.manager.save(checkpoint_number=0)
+  model_dir = tmp_path / "ps"
+  shutil.copytree(tmp_path / "one" / "checkpoints", model_dir / "checkpoints")
+  reference.train()
+
+  chief, worker, ps0, ps1 = _free_ports(4)
+  cluster = {"chief": ["127.0.0.1:%d" % chief],
+             "worker": ["127.0.0.1:%d" % worker],
+             "ps": ["127.0.0.1:%d" % ps0, "127.0.0.1:%d" % ps1]}
+  env = _env(TF_CONFIG=json.dumps({"cluster": cluster,
+                                   "task": {"type": "chief", "index": 0}}))
+  servers = subprocess.Popen([sys.executable, "-c", _SERVE, json.dumps(cluster)],
+                             cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    runs = []
+    for steps in (2, 4):   # 2 steps, then the same command with --steps=4
+      runs.append(subprocess.run(
+          [sys.executable, "-m", "experiments.train", "--strategy",
+           "parameter_server", "--ps_min_rows=31", "--data_dir", data_dir,
+           "--model_dir", str(model_dir), "--steps=%d" % steps] + _TRAIN_FLAGS,
+          cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+          check=False))
+      assert runs[-1].returncode == 0, runs[-1].stderr[-4000:]
+      if steps == 2:
+        saved = sorted(os.listdir(model_dir / "checkpoints"))
+  finally:
+    servers.kill()
+    servers.wait()
+  # The item id table (31 rows, the only variable with as many) is cut into
+  # 2 shards, one on each server.
+  shards = re.search(r"table shards: (.*)", runs[0].stderr).group(1)
+  placed = re.findall(r"(\S+)/part_(\d):0 on /job:ps/replica:0/task:(\d)", shards)
+  assert {name for name, _, _ in placed} == {
+      "user_tower/item_embedding/item_id_embedding/embeddings"}, shards
+  assert sorted(part for _, part, _ in placed) == ["0", "1"], shards
+  assert sorted(task for _, _, task in placed) == ["0", "1"], shards
+  # The chief wrote the step 2 checkpoint (its data in one file per device:
+  # the coordinator's and each server's).
+  assert {name.split(".")[0] for name in saved} == {"checkpoint", "ckpt-0",
+                                                    "ckpt-2"}, saved
+  assert "Resuming from %s" % (model_dir / "checkpoints" / "ckpt-2") in runs[1].stderr
+  loss = float(re.search(r"done: step 4, .*\bloss=([-0-9.]+)", runs[1].stdout).group(1))
+  assert loss == pytest.approx(reference.history[-1]["loss"], abs=1e-4)
+  with open(model_dir / "run.json") as f:
+    assert json.load(f)["trainer"]["strategy"] == "ParameterServerStrategyV2"
+  assert "--strategy=parameter_server" in (model_dir / "flags.txt").read_text()
+  # Weights, LazyAdam slots and counters after 4 steps (the table saved whole).
+  one = tf.train.load_checkpoint(str(tmp_path / "one" / "checkpoints" / "ckpt-4"))
+  sharded = tf.train.load_checkpoint(str(model_dir / "checkpoints" / "ckpt-4"))
+  # (save_counter counts this process's saves: 2 here, 3 over the two starts.)
+  other = {"_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}
+  shapes = one.get_variable_to_shape_map()
+  keys = set(shapes) - other
+  assert keys == set(sharded.get_variable_to_shape_map()) - other
+  # The id table and its two LazyAdam slots (m, v), [31, 8] each.
+  assert sum(shapes[key] == [31, 8] for key in keys) == 3
+  for key in sorted(keys):
     np.testing.assert_allclose(sharded.get_tensor(key), one.get_tensor(key),
                                rtol=1e-5, atol=1e-6, err_msg=key)
