@@ -79,7 +79,9 @@ class MultiCLRecUserTower(keras.layers.Layer):
       input (Eq. 6); needs those two batch fields.
     category_embedding: optional layer mapping category ids to c_t (e.g. the
       category FeatureEmbedding inside the item embedding, to share c_t with
-      g as in Eq. 5); default: a fresh `FeatureEmbedding`, normal-initialised
+      g as in Eq. 5; a multi-valued one, e.g. genres, is given each item's
+      one ID as a list of one value, so c_t is that ID's row); default: a
+      fresh `FeatureEmbedding`, normal-initialised
       (appendix B.2); category 0 (unknown) embeds to zeros and is routed
       uniformly.
     num_items: N, only used when `item_categories` is None.
@@ -175,6 +177,10 @@ class MultiCLRecUserTower(keras.layers.Layer):
     """c of each item: float [..., category_dim]."""
     categories = tf.gather(self.item_categories,
                            tf.cast(item_ids, tf.int64))          # [...]
+    if getattr(self.category_embedding, "multi_valued", False):
+      # A shared multi-valued table (e.g. genres) pools its last axis: give
+      # it each item's one category ID as a list of one value.
+      categories = categories[..., None]                         # [..., 1]
     return self.category_embedding(categories)                   # [..., dc]
 
   def item_routing_logits(self, item_ids):

@@ -299,3 +299,69 @@ def test_traced_gradient_sums_no_activation_with_an_addn_of_three_or_more():
           if op.type == "AddN" and len(op.inputs) > 2
           and op.outputs[0].shape.rank and op.outputs[0].shape[0] == B]
   assert not wide, wide
+
+
+# Genres of a hand-made catalog (ids: 1 = Comedy, 2 = Drama, 3 = Horror),
+# rows 0 (padding) to 5, 0-padded; rows 6..N carry no genre.
+GENRES = np.zeros([N + 1, 3], np.int32)
+GENRES[1:6] = [[2, 1, 0],    # Drama, Comedy
+               [2, 0, 0],    # Drama
+               [1, 3, 2],    # Comedy, Horror, Drama
+               [0, 0, 0],    # (no genres listed)
+               [3, 1, 1]]    # Horror, Comedy listed twice
+# Items carrying each genre (each item once): Comedy {1, 3, 5} = 3,
+# Drama {1, 2, 3} = 3, Horror {3, 5} = 2. Rarest per item:
+#   1: Drama 3 vs Comedy 3, a tie -> the lower id, Comedy (1) (counting item
+#      5's Comedy twice would give Drama; the first listed would be Drama);
+#   2: Drama (2); 3: Horror 2 < 3 (3); 4: none -> 0 (unknown); 5: Horror (3);
+#   6..N: none -> 0.
+RAREST = np.array([0, 1, 2, 3, 0, 3] + [0] * (N - 5))
+
+
+def test_rarest_category_matches_the_hand_worked_catalog():
+  from dcg_tf.configs.multi_clrec import rarest_category  # pylint: disable=g-import-not-at-top
+  np.testing.assert_array_equal(rarest_category(GENRES), RAREST)
+  # A single-valued column is its own category.
+  np.testing.assert_array_equal(rarest_category(CATEGORIES), CATEGORIES)
+
+
+def _genre_data():
+  return types.SimpleNamespace(
+      num_items=N,
+      schema={"item_features": [
+          {"name": "genre", "kind": "multi", "vocab_size": 3, "max_len": 3}]},
+      item_features={"genre": GENRES})
+
+
+def test_builder_routes_a_multi_valued_field_by_each_items_rarest_value():
+  params = registry.resolve_params("multi_clrec", {
+      "embedding_dim": D, "num_intentions": H, "main_queue_size": 8,
+      "secondary_queue_size": 4, "category_feature": "genre",
+      "category_value": "rarest"})
+  model = registry.build_model("multi_clrec", params, _genre_data())
+  tower = model.user_tower
+  np.testing.assert_array_equal(tower.item_categories.numpy(), RAREST)
+  # c_t is the row of the chosen genre in g's (multi-valued) genre table
+  # (Eq. 5), not the mean over the item's genres; unknown -> zeros.
+  table = model.item_tower.item_embedding.feature_embeddings[0]
+  assert tower.category_embedding is table
+  ids = tf.constant([[1, 2, 3, 4, 5]], tf.int64)
+  c = tower.category_embeddings(ids).numpy()[0]                  # [5, D]
+  rows = table.embeddings.numpy()
+  np.testing.assert_allclose(c[[0, 1, 2, 4]], rows[[1, 2, 3, 3]], rtol=1e-6)
+  np.testing.assert_array_equal(c[3], np.zeros(D))
+  model.compile(optimizer=keras.optimizers.Adam(0.01))
+  assert np.isfinite(float(model.train_step(_batch(0))["loss"]))
+
+
+def test_builder_refuses_a_multi_valued_field_by_default_and_unknown_rules():
+  params = registry.resolve_params("multi_clrec", {
+      "embedding_dim": D, "num_intentions": H, "category_feature": "genre"})
+  assert params["category_value"] == "only"
+  with pytest.raises(ValueError, match="'genre' is 'multi'-valued.*"
+                     "category_value=rarest"):
+    registry.build_model("multi_clrec", params, _genre_data())
+  params["category_value"] = "first"
+  with pytest.raises(ValueError,
+                     match="category_value must be one of only, rarest, got 'first'"):
+    registry.build_model("multi_clrec", params, _genre_data())
